@@ -1,0 +1,53 @@
+"""`bayes-l2l` command line: a thin typer layer over the library.
+
+Exit status: 0 success; 1 unexpected internal error; 2 bad input (message, no traceback);
+3 sampler diagnostics failed (R-hat, ESS, divergences; the result is still written).
+Commands live in one module per area (data_cmds, fit_cmds, evidence_cmds, eval_cmds); each registers
+itself on :data:`app` when imported.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import sys
+
+import click
+import typer
+
+from bayes_l2l.cli.common import app, err_console
+from bayes_l2l.errors import DiagnosticsError, UserInputError
+
+_COMMAND_MODULES = ("data_cmds", "baseline_cmds", "fit_cmds", "evidence_cmds", "eval_cmds")
+for _name in _COMMAND_MODULES:
+    if importlib.util.find_spec(f"bayes_l2l.cli.{_name}") is not None:
+        importlib.import_module(f"bayes_l2l.cli.{_name}")
+
+EXIT_BAD_INPUT = 2
+EXIT_DIAGNOSTICS = 3
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the console script; returns (and exits with) the documented status."""
+    try:
+        rv = app(args=argv, standalone_mode=False, prog_name="bayes-l2l")
+        code = rv if isinstance(rv, int) else 0
+    except UserInputError as exc:
+        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        code = EXIT_BAD_INPUT
+    except DiagnosticsError as exc:
+        err_console.print(f"[bold yellow]diagnostics failed:[/] {exc}", highlight=False, soft_wrap=True)
+        code = EXIT_DIAGNOSTICS
+    except click.exceptions.Abort:
+        err_console.print("aborted")
+        code = 130
+    except click.exceptions.Exit as exc:
+        code = exc.exit_code
+    except click.ClickException as exc:
+        exc.show(file=sys.stderr)
+        code = EXIT_BAD_INPUT
+    except typer.Exit as exc:  # pragma: no cover - typer re-exports click's Exit
+        code = exc.exit_code
+    if argv is None:
+        sys.exit(code)
+    return code

@@ -1,0 +1,61 @@
+"""Shared pieces of the CLI: the typer app, consoles, JSON output, KEY=VALUE parsing."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import typer
+from rich.console import Console
+
+from bayes_l2l.errors import UserInputError
+
+app = typer.Typer(
+    name="bayes-l2l",
+    help="Bayesian loss-to-loss scaling laws: which training interventions shift an LLM's loss-to-loss curve.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console()
+err_console = Console(stderr=True)
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, np.ndarray):
+        return _jsonable(obj.tolist())
+    return obj
+
+
+def to_json(obj: Any) -> str:
+    """JSON text of ``obj`` with numpy scalars/arrays converted and NaN/inf as null."""
+    return json.dumps(_jsonable(obj), indent=2, default=str)
+
+
+def print_json(obj: Any) -> None:
+    """Print ``obj`` as JSON on stdout (no rich markup, so it stays machine-readable)."""
+    print(to_json(obj))
+
+
+def parse_assignments(items: Sequence[str] | None, option: str) -> dict[str, str]:
+    """Parse repeated ``KEY=VALUE`` options into a dict, with a clear error for malformed ones."""
+    out: dict[str, str] = {}
+    for item in items or []:
+        if "=" not in item:
+            raise UserInputError(f"{option} {item!r}: expected COLUMN=VALUE, e.g. {option} architecture=Llama")
+        key, value = item.split("=", 1)
+        if not key.strip():
+            raise UserInputError(f"{option} {item!r}: the column name before '=' is empty")
+        out[key.strip()] = value.strip()
+    return out
