@@ -1,0 +1,174 @@
+"""`bayes-l2l import` and `bayes-l2l inspect`: bring loss tables in, and see what is in them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from bayes_l2l.cli.common import app, console, err_console, parse_assignments, print_json
+from bayes_l2l.errors import UserInputError
+from bayes_l2l.io import FORMATS, import_table
+from bayes_l2l.io.describe import describe
+from bayes_l2l.table import LossTable
+
+OUTPUT_SUFFIXES = (".parquet", ".pq", ".csv")
+
+
+@app.command("import")
+def import_cmd(
+    paths: list[Path] = typer.Argument(..., help="Input file(s) or folder(s) of one format (concatenated)."),
+    fmt: str = typer.Option(..., "--format", "-f", help=f"Input format: {', '.join(FORMATS)}."),
+    output: Path = typer.Option(
+        ..., "--output", "-o", help="Table to write: .parquet (keeps warnings) or .csv."
+    ),
+    mapping: Path | None = typer.Option(
+        None, "--mapping", "-m", help="YAML column mapping (generic format)."
+    ),
+    tokenizer: Path | None = typer.Option(None, "--tokenizer", help="lm-eval: local HF tokenizer folder."),
+    run: str | None = typer.Option(
+        None, "--run", help="lm-eval: run name (default: pretrained= of the results)."
+    ),
+    checkpoint: str | None = typer.Option(
+        None, "--checkpoint", help="lm-eval: checkpoint id (default: revision)."
+    ),
+    factor: list[str] | None = typer.Option(
+        None, "--factor", help="Constant factor label KEY=VALUE (repeatable)."
+    ),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace OUTPUT if it exists."),
+    as_json: bool = typer.Option(False, "--json", help="Print a JSON summary instead of tables."),
+) -> None:
+    """Import a loss table measured elsewhere into the LossTable format."""
+    if output.suffix.lower() not in OUTPUT_SUFFIXES:
+        raise UserInputError(f"-o {output}: unknown output format '{output.suffix}'; use .parquet or .csv")
+    if output.exists() and not overwrite:
+        raise UserInputError(f"-o {output}: exists already; choose another output path or pass --overwrite")
+    table = import_table(
+        fmt,
+        paths,
+        mapping,
+        factors=parse_assignments(factor, "--factor"),
+        tokenizer=tokenizer,
+        run=run,
+        checkpoint=checkpoint,
+    )
+    written = table.save(output, overwrite=overwrite)
+    ckpts = table.checkpoints()
+    summary = {
+        "rows": len(table),
+        "checkpoints": len(ckpts),
+        "runs": int(ckpts["run"].nunique()),
+        "metrics": table.metrics,
+        "warnings": list(table.warnings),
+        "output": str(written),
+    }
+    if as_json:
+        print_json(summary)
+        return
+    console.print(
+        f"[bold green]imported[/] {summary['rows']} rows: {summary['checkpoints']} checkpoints of "
+        f"{summary['runs']} runs, {len(summary['metrics'])} metrics -> {written}",
+        highlight=False,
+    )
+    _print_warnings(summary["warnings"])
+
+
+@app.command("inspect")
+def inspect_cmd(
+    table_path: Path = typer.Argument(..., metavar="TABLE", help="A LossTable (.parquet or .csv)."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
+) -> None:
+    """Show runs, checkpoints, metrics, factor levels, missing values, warnings and matched contrasts."""
+    info = describe(LossTable.read(table_path))
+    if as_json:
+        print_json(info)
+        return
+    _render(info)
+
+
+# ----------------------------------------------------------------------------------------- rendering
+def _print_warnings(warnings: list[str]) -> None:
+    for w in warnings:
+        err_console.print(f"[yellow]warning:[/] {escape(w)}", highlight=False, soft_wrap=True)
+
+
+def _render(info: dict[str, Any]) -> None:
+    console.print(
+        f"[bold]{escape(info['source'])}[/]: {info['rows']} rows, {info['checkpoints']} checkpoints of "
+        f"{info['runs']} runs (models)",
+        highlight=False,
+    )
+    runs = Table(title="Runs", show_lines=False)
+    runs.add_column("run")
+    runs.add_column("checkpoints", justify="right")
+    for run, n in info["checkpoints_per_run"].items():
+        runs.add_row(escape(run), str(n))
+    console.print(runs)
+
+    metrics = Table(title="Metrics")
+    for col in ("metric", "unit", "kind", "checkpoints", "range", "estimator"):
+        metrics.add_column(col, justify="right" if col == "checkpoints" else "left", overflow="fold")
+    for m in info["metrics"]:
+        metrics.add_row(
+            m["metric"],
+            m["unit"],
+            m["kind"],
+            str(m["checkpoints"]),
+            f"{m['min']:.3f}-{m['max']:.3f}",
+            escape("\n".join(m["estimators"])),
+        )
+    console.print(metrics)
+
+    factors = Table(title="Factors (checkpoints per level)")
+    factors.add_column("factor")
+    factors.add_column("levels", overflow="fold")
+    for name, f in info["factors"].items():
+        factors.add_row(escape(name), escape(", ".join(f"{lvl} ({n})" for lvl, n in f["levels"].items())))
+    console.print(factors)
+
+    if info["missing"]:
+        console.print(
+            "[bold]Unknown values[/] (checkpoints): "
+            + ", ".join(f"{col} unknown for {n}" for col, n in info["missing"].items()),
+            highlight=False,
+        )
+    _render_contrasts(info)
+    _print_warnings(info["warnings"])
+
+
+def _render_contrasts(info: dict[str, Any]) -> None:
+    if not info["contrasts"]:
+        console.print("No factor has two or more levels: no contrasts to check.")
+        return
+    names = ", ".join(info["contrast_factors"])
+    tbl = Table(
+        title=escape(
+            f"Level contrasts (first the base = most common level), matched on the other factors ({names})"
+        )
+    )
+    for col in ("factor", "level vs base", "matched?", "matched on / confounded with"):
+        tbl.add_column(col, overflow="fold")
+    for factor, c in info["contrasts"].items():
+        for lv in c["levels"]:
+            if lv["matched"]:
+                where = "; ".join(
+                    ", ".join(f"{k}={v}" for k, v in m.items()) or "(no other factors)"
+                    for m in lv["matched_on"]
+                )
+                verdict = "[green]matched[/]"
+            else:
+                where = "confounded with " + (", ".join(lv["confounded_with"]) or "the other factors")
+                verdict = "[red]confounded[/]"
+            tbl.add_row(escape(factor), escape(f"{lv['level']} vs {c['base']}"), verdict, escape(where))
+        for pair in c["other_matched_pairs"]:
+            where = "; ".join(", ".join(f"{k}={v}" for k, v in m.items()) for m in pair["matched_on"])
+            tbl.add_row(
+                escape(factor),
+                escape(f"{pair['level']} vs {pair['versus']}"),
+                "[green]matched[/]",
+                escape(where),
+            )
+    console.print(tbl)
