@@ -496,8 +496,7 @@ def two_stage_fit(
     if params["kappa"] <= BOUND_RTOL:
         result.at_bounds.append("kappa")
         result.warnings.append(f"kappa = {params['kappa']:.3g} is at its lower bound 0")
-    if not any("condition number" in w for w in result.warnings):
-        result.info["note"] = "condition number and standard errors are for (K, kappa) with E fixed"
+    result.info["conditioning_of"] = "(K, kappa) with E_x, E_y fixed"
     return result
 
 
@@ -584,9 +583,12 @@ class GroupFit:
 
 
 def baseline_points(
-    table: LossTable, x: str, y: str, by: str | None = None, *, unit: str | None = None
+    table: LossTable, x: str, y: str, by: str | None = None, *, unit: str | None = "nats/token"
 ) -> pd.DataFrame:
-    """One row per checkpoint with both metrics: run, checkpoint, params, tokens, group, x, y, estimators."""
+    """One row per checkpoint with both metrics: run, checkpoint, params, tokens, group, x, y, estimators.
+
+    Only values in ``unit`` are used (None: any unit, refused if a metric comes in several).
+    """
     if by is not None and by not in table.df.columns:
         raise UserInputError(
             f"{table.source}: --by names '{by}', which is not a column of the table; factors are: "
@@ -606,7 +608,12 @@ def baseline_points(
         on=["run", "checkpoint"],
     )
     if pts.empty:
-        raise UserInputError(f"{table.source}: no checkpoint has both {x} and {y}; check the metric names")
+        raise UserInputError(
+            f"{table.source}: no checkpoint has both {x} and {y}"
+            + (f" in {unit}" if unit else "")
+            + "; check the metric names"
+            + (" or choose another unit (--unit)" if unit else "")
+        )
     ident = table.checkpoints()
     keep = ["run", "checkpoint"] + [c for c in ("step", "tokens", "params") if c in ident.columns]
     if by is not None and by not in keep:
@@ -666,7 +673,7 @@ def fit_baseline_groups(
     by: str | None = None,
     method: str = "both",
     *,
-    unit: str | None = None,
+    unit: str | None = "nats/token",
     n_starts: int = 24,
     seed: int = 0,
 ) -> list[GroupFit]:
@@ -687,7 +694,7 @@ def fit_baselines(
     by: str | None = None,
     method: str = "both",
     *,
-    unit: str | None = None,
+    unit: str | None = "nats/token",
     n_starts: int = 24,
     seed: int = 0,
 ) -> pd.DataFrame:

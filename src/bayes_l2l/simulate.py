@@ -69,6 +69,32 @@ def format_size(n_params: float) -> str:
     return f"{n_params:.4g}"
 
 
+_FLOAT_FIELDS = (
+    "tokens_per_param",
+    "first_token_fraction",
+    "tokens_per_step",
+    "x_noise_sd",
+    "noise_sd",
+    "noise_df",
+    "run_sd",
+    "early_amp",
+    "early_tau",
+)
+
+
+def _number(value: Any, where: str) -> float:
+    """A finite float from a number or a numeric string (YAML 1.1 reads 5e8 as the string '5e8')."""
+    if isinstance(value, bool):
+        raise UserInputError(f"{where} must be a number, got {value!r}")
+    try:
+        out = float(value)
+    except (TypeError, ValueError):
+        raise UserInputError(f"{where} must be a number, got {value!r}") from None
+    if not math.isfinite(out):
+        raise UserInputError(f"{where} must be finite, got {value!r}")
+    return out
+
+
 def _default_factors() -> dict[str, list[str]]:
     return {
         "pretraining_data": ["web", "code", "books"],
@@ -204,12 +230,12 @@ class SimulationSpec:
                 for param, value in shifts.items():
                     if param not in EFFECT_PARAMS:
                         raise bad(f"effects.{fac}.{level}.{param}: use one of {', '.join(EFFECT_PARAMS)}")
-                    if not isinstance(value, int | float) or not math.isfinite(value):
-                        raise bad(f"effects.{fac}.{level}.{param} must be a finite number, got {value!r}")
+                    shifts[param] = _number(value, f"{source}: effects.{fac}.{level}.{param}")
         if set(self.base) != set(BASE_PARAMS):
             raise bad(
                 f"base must give exactly {', '.join(BASE_PARAMS)}; got {', '.join(map(str, self.base))}"
             )
+        self.base = {k: _number(v, f"{source}: base.{k}") for k, v in self.base.items()}
         for key, lo in (("K", 0.0), ("kappa", 0.0)):
             if not self.base[key] > lo:
                 raise bad(f"base.{key} must be positive")
@@ -223,11 +249,20 @@ class SimulationSpec:
         if not isinstance(self.checkpoints_per_run, int) or self.checkpoints_per_run < 2:
             raise bad("checkpoints_per_run must be an integer >= 2")
         if "size" not in self.factors:
-            if not self.sizes or any(not (isinstance(s, int | float) and s > 0) for s in self.sizes):
-                raise bad("sizes must be a non-empty list of positive parameter counts")
-            self.sizes = [float(s) for s in self.sizes]
-        if set(self.compute) != set(COMPUTE_PARAMS) or any(not self.compute[k] > 0 for k in COMPUTE_PARAMS):
+            if not isinstance(self.sizes, list) or not self.sizes:
+                raise bad("sizes must be a non-empty list of parameter counts, e.g. [160M, 410M, 1B]")
+            self.sizes = [
+                parse_size(v) if isinstance(v, str) else _number(v, f"{source}: sizes") for v in self.sizes
+            ]
+            if any(v <= 0 for v in self.sizes):
+                raise bad("sizes must be positive parameter counts")
+        if not isinstance(self.compute, dict) or set(self.compute) != set(COMPUTE_PARAMS):
+            raise bad(f"compute must give {', '.join(COMPUTE_PARAMS)}")
+        self.compute = {k: _number(v, f"{source}: compute.{k}") for k, v in self.compute.items()}
+        if any(not v > 0 for v in self.compute.values()):
             raise bad(f"compute must give positive {', '.join(COMPUTE_PARAMS)}")
+        for key in _FLOAT_FIELDS:
+            setattr(self, key, _number(getattr(self, key), f"{source}: {key}"))
         for key in ("tokens_per_param", "tokens_per_step", "early_tau", "noise_df"):
             if not getattr(self, key) > 0:
                 raise bad(f"{key} must be positive")
@@ -236,8 +271,6 @@ class SimulationSpec:
         for key in ("x_noise_sd", "noise_sd", "run_sd"):
             if not getattr(self, key) >= 0:
                 raise bad(f"{key} must be >= 0")
-        if not math.isfinite(self.early_amp):
-            raise bad("early_amp must be a finite number")
         if self.noise not in NOISES:
             raise bad(f"noise {self.noise!r}: use one of {', '.join(NOISES)}")
         for key in ("x_metric", "y_metric"):
