@@ -189,3 +189,16 @@ def test_acceptance_paper_table_everything(
     assert by_run["HuggingFaceFW/ablation-model-c4"]["status"] == "ok"
     assert main([*base, "--by", "run", "--method", "linear"]) == 0
     assert "skipped" in capsys.readouterr().out
+
+
+def test_paper_table_averages_need_allow_mixed(
+    shared, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """val/avg5 mixes SlimPajama's 16-token windows with 50-token windows: refused unless --allow-mixed."""
+    table = _paper_parquet(shared, tmp_path, capsys)
+    args = ["baseline", str(table), "--x", "val/avg5", "--y", "test/avg7", "--where", "architecture=Llama"]
+    assert main(args) == 2
+    assert "--allow-mixed" in capsys.readouterr().err
+    assert main([*args, "--by", "pretraining_data", "--allow-mixed", "--n-starts", "6", "--json"]) == 0
+    groups = _json(capsys)["groups"]
+    assert len(groups) == 3 and all(g["fits"]["free"]["warnings"] for g in groups)

@@ -583,19 +583,26 @@ class GroupFit:
 
 
 def baseline_points(
-    table: LossTable, x: str, y: str, by: str | None = None, *, unit: str | None = "nats/token"
+    table: LossTable,
+    x: str,
+    y: str,
+    by: str | None = None,
+    *,
+    unit: str | None = "nats/token",
+    allow_mixed: bool = False,
 ) -> pd.DataFrame:
     """One row per checkpoint with both metrics: run, checkpoint, params, tokens, group, x, y, estimators.
 
-    Only values in ``unit`` are used (None: any unit, refused if a metric comes in several).
+    Only values in ``unit`` are used (None: any unit, refused if a metric comes in several). Averages
+    (val/avg4, mean(a,b)) refuse to mix estimators unless ``allow_mixed``.
     """
     if by is not None and by not in table.df.columns:
         raise UserInputError(
             f"{table.source}: --by names '{by}', which is not a column of the table; factors are: "
             f"{', '.join(table.factors)}"
         )
-    xs = table.metric_series(x, unit=unit)
-    ys = table.metric_series(y, unit=unit)
+    xs = table.metric_series(x, unit=unit, allow_mixed=allow_mixed)
+    ys = table.metric_series(y, unit=unit, allow_mixed=allow_mixed)
     for series, axis, spec in ((xs, "x", x), (ys, "y", y)):
         units = sorted(set(series["unit"].astype(str)))
         if len(units) > 1:
@@ -674,13 +681,14 @@ def fit_baseline_groups(
     method: str = "both",
     *,
     unit: str | None = "nats/token",
+    allow_mixed: bool = False,
     n_starts: int = 24,
     seed: int = 0,
 ) -> list[GroupFit]:
     """Baseline fits per level of ``by`` (one group 'all' when ``by`` is None)."""
     if method not in METHOD_SETS:
         raise UserInputError(f"unknown baseline method {method!r}; use one of {', '.join(METHOD_SETS)}")
-    pts = baseline_points(table, x, y, by, unit=unit)
+    pts = baseline_points(table, x, y, by, unit=unit, allow_mixed=allow_mixed)
     return [
         fit_group(sub, str(group), METHOD_SETS[method], n_starts=n_starts, seed=seed)
         for group, sub in pts.groupby("group", sort=True)
@@ -695,6 +703,7 @@ def fit_baselines(
     method: str = "both",
     *,
     unit: str | None = "nats/token",
+    allow_mixed: bool = False,
     n_starts: int = 24,
     seed: int = 0,
 ) -> pd.DataFrame:
@@ -704,7 +713,9 @@ def fit_baselines(
     ``method``: 'free', 'two_stage', 'power_law', 'linear', 'both' (free + two_stage) or 'all'.
     Groups are the levels of ``by``; with ``by=None`` all points form one group named 'all'.
     """
-    groups = fit_baseline_groups(table, x, y, by, method, unit=unit, n_starts=n_starts, seed=seed)
+    groups = fit_baseline_groups(
+        table, x, y, by, method, unit=unit, allow_mixed=allow_mixed, n_starts=n_starts, seed=seed
+    )
     return groups_frame(groups, METHOD_SETS[method])
 
 

@@ -7,6 +7,8 @@ from typing import Any
 
 import typer
 from rich import box
+from rich.console import Console
+from rich.measure import Measurement
 from rich.table import Table
 
 from bayes_l2l.baseline import METHOD_PARAMS, METHOD_SETS, FitResult, GroupFit, fit_baseline_groups
@@ -84,7 +86,7 @@ def simulate_cmd(
             f"{row.min_x:.3f}-{row.max_x:.3f}",
             str(row.n_runs),
         )
-    console.print(cond)
+    _print_table(cond)
     if len(gaps):
         gap_table = _table("true gap to the base curve over the common x support (nats)")
         for col in ("factor", "level", "mean gap", "max |gap|", "x support"):
@@ -93,7 +95,7 @@ def simulate_cmd(
             gap_table.add_row(
                 g.factor, g.level, f"{g.mean_gap:+.4f}", f"{g.max_abs_gap:.4f}", f"{g.x_lo:.3f}-{g.x_hi:.3f}"
             )
-        console.print(gap_table)
+        _print_table(gap_table)
 
 
 def _table(title: str) -> Table:
@@ -101,11 +103,20 @@ def _table(title: str) -> Table:
     return Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
 
 
+def _print_table(table: Table) -> None:
+    """Print at the table's natural width when the console is narrower (pipes default to 80 columns)."""
+    natural = Measurement.get(console, console.options.update_width(10_000), table).maximum
+    if natural <= console.width:
+        console.print(table)
+        return
+    Console(width=natural, force_terminal=console.is_terminal, no_color=console.no_color).print(table)
+
+
 def _fmt(value: float) -> str:
-    """4 significant digits; |value| < 1e-9 (a parameter sitting on a zero bound) prints as 0."""
+    """4 significant digits; |value| < 1e-6 (a loss parameter sitting on its zero bound) prints as 0."""
     if value != value:
         return "nan"
-    return "0" if abs(value) < 1e-9 else f"{value:.4g}"
+    return "0" if abs(value) < 1e-6 else f"{value:.4g}"
 
 
 def _fit_row(method: str, fit: FitResult, params: list[str]) -> list[str]:
@@ -137,7 +148,7 @@ def _print_group(g: GroupFit, methods: tuple[str, ...]) -> None:
     for m in methods:
         if m in g.fits:
             table.add_row(*_fit_row(m, g.fits[m], used))
-    console.print(table)
+    _print_table(table)
     for m, reason in g.skipped.items():
         console.print(f"  [yellow]{m} skipped[/]: {reason}")
     for w in g.warnings:
@@ -158,6 +169,9 @@ def baseline_cmd(
     where: list[str] | None = typer.Option(None, "--where", help="Keep rows with COLUMN=VALUE (repeatable)."),
     method: str = typer.Option("both", "--method", help=f"One of {', '.join(METHOD_SETS)}."),
     unit: str = typer.Option("nats/token", "--unit", help="Use only values in this unit (or bits/byte)."),
+    allow_mixed: bool = typer.Option(
+        False, "--allow-mixed", help="Let averages mix estimators (e.g. val/avg5 with SlimPajama's windows)."
+    ),
     n_starts: int = typer.Option(24, "--n-starts", help="Starts of the free multi-start fit."),
     seed: int = typer.Option(0, "--seed", help="Seed of the free fit's random starts."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output on stdout."),
@@ -168,10 +182,13 @@ def baseline_cmd(
     if n_starts < 1:
         raise UserInputError("--n-starts must be at least 1")
     table = LossTable.read(table_path)
+    n_stored = len(table.warnings)
     filters = parse_assignments(where, "--where")
     if filters:
         table = table.where(**filters)
-    groups = fit_baseline_groups(table, x, y, by, method, unit=unit, n_starts=n_starts, seed=seed)
+    groups = fit_baseline_groups(
+        table, x, y, by, method, unit=unit, allow_mixed=allow_mixed, n_starts=n_starts, seed=seed
+    )
     if as_json:
         out: dict[str, Any] = {
             "table": str(table_path),
@@ -188,10 +205,12 @@ def baseline_cmd(
     console.print(
         f"baseline fits of {y} against {x}"
         + (f" by {by}" if by else "")
-        + (f" where {filters}" if filters else "")
+        + (" where " + ", ".join(f"{k}={v}" for k, v in filters.items()) if filters else "")
         + " ([bold red]*[/] = at a bound: not determined by the data)"
     )
     for g in groups:
         _print_group(g, METHOD_SETS[method])
-    for w in table.warnings:
-        console.print(f"[yellow]table warning[/]: {w}", highlight=False)
+    for w in table.warnings[n_stored:]:
+        console.print(f"[yellow]warning[/]: {w}", highlight=False)
+    if n_stored:
+        console.print(f"({n_stored} warning(s) stored in the table by its importer: see `bayes-l2l inspect`)")
