@@ -72,6 +72,7 @@ def import_cmd(
         f"[bold green]imported[/] {summary['rows']} rows: {summary['checkpoints']} checkpoints of "
         f"{summary['runs']} runs, {len(summary['metrics'])} metrics -> {written}",
         highlight=False,
+        soft_wrap=True,
     )
     _print_warnings(summary["warnings"])
 
@@ -100,6 +101,7 @@ def _render(info: dict[str, Any]) -> None:
         f"[bold]{escape(info['source'])}[/]: {info['rows']} rows, {info['checkpoints']} checkpoints of "
         f"{info['runs']} runs (models)",
         highlight=False,
+        soft_wrap=True,
     )
     runs = Table(title="Runs", show_lines=False)
     runs.add_column("run")
@@ -134,6 +136,7 @@ def _render(info: dict[str, Any]) -> None:
             "[bold]Unknown values[/] (checkpoints): "
             + ", ".join(f"{col} unknown for {n}" for col, n in info["missing"].items()),
             highlight=False,
+            soft_wrap=True,
         )
     _render_contrasts(info)
     _print_warnings(info["warnings"])
