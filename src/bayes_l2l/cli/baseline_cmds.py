@@ -8,6 +8,7 @@ from typing import Any
 import typer
 from rich import box
 from rich.console import Console
+from rich.markup import escape
 from rich.measure import Measurement
 from rich.table import Table
 
@@ -69,16 +70,16 @@ def simulate_cmd(
     if as_json:
         print_json(summary)
         return
-    console.print(
-        f"wrote [bold]{output}[/] ({summary['n_runs']} runs, {summary['n_checkpoints']} checkpoints, "
-        f"{sim_spec.x_metric} -> {sim_spec.y_metric}) and [bold]{truth_file}[/]"
+    _say(
+        f"wrote [bold]{escape(str(output))}[/] ({summary['n_runs']} runs, {summary['n_checkpoints']} "
+        f"checkpoints, {sim_spec.x_metric} -> {sim_spec.y_metric}) and [bold]{escape(str(truth_file))}[/]"
     )
     cond = _table("true curve per condition (nats)")
     for col in ("condition", "K", "kappa", "E_x", "E_y", "x range", "runs"):
         cond.add_column(col, overflow="fold")
     for row in truth.conditions.itertuples():
         cond.add_row(
-            str(row.condition),
+            escape(str(row.condition)),
             f"{row.K:.4g}",
             f"{row.kappa:.4g}",
             f"{row.E_x:.4g}",
@@ -93,9 +94,18 @@ def simulate_cmd(
             gap_table.add_column(col, overflow="fold")
         for g in gaps.itertuples():
             gap_table.add_row(
-                g.factor, g.level, f"{g.mean_gap:+.4f}", f"{g.max_abs_gap:.4f}", f"{g.x_lo:.3f}-{g.x_hi:.3f}"
+                escape(g.factor),
+                escape(g.level),
+                f"{g.mean_gap:+.4f}",
+                f"{g.max_abs_gap:.4f}",
+                f"{g.x_lo:.3f}-{g.x_hi:.3f}",
             )
         _print_table(gap_table)
+
+
+def _say(text: str) -> None:
+    """A message line: no syntax highlighting, no hard wrapping (paths and names stay whole)."""
+    console.print(text, highlight=False, soft_wrap=True)
 
 
 def _table(title: str) -> Table:
@@ -132,11 +142,11 @@ def _fit_row(method: str, fit: FitResult, params: list[str]) -> list[str]:
 
 
 def _print_group(g: GroupFit, methods: tuple[str, ...]) -> None:
-    head = f"[bold]{g.group}[/]: {g.n} checkpoints, {len(g.runs)} run(s)"
+    head = f"[bold]{escape(g.group)}[/]: {g.n} checkpoints, {len(g.runs)} run(s)"
     if g.n:
-        head += f", x in [{g.x_range[0]:.3f}, {g.x_range[1]:.3f}]"
+        head += escape(f", x in [{g.x_range[0]:.3f}, {g.x_range[1]:.3f}]")
     if g.status == "skipped":
-        console.print(f"{head} - [yellow]skipped[/]: {'; '.join(sorted(set(g.skipped.values())))}")
+        _say(f"{head} - [yellow]skipped[/]: {escape('; '.join(sorted(set(g.skipped.values()))))}")
         return
     table = _table(head)
     used = [p for p in ("K", "kappa", "Ex", "Ey", "a", "b") if any(p in METHOD_PARAMS[m] for m in methods)]
@@ -150,12 +160,12 @@ def _print_group(g: GroupFit, methods: tuple[str, ...]) -> None:
             table.add_row(*_fit_row(m, g.fits[m], used))
     _print_table(table)
     for m, reason in g.skipped.items():
-        console.print(f"  [yellow]{m} skipped[/]: {reason}")
+        _say(f"  [yellow]{m} skipped[/]: {escape(reason)}")
     for w in g.warnings:
-        console.print(f"  [yellow]warning[/]: {w}", highlight=False)
+        _say(f"  [yellow]warning[/]: {escape(w)}")
     for m, fit in g.fits.items():
         for w in fit.warnings:
-            console.print(f"  [yellow]{m}[/]: {w}", highlight=False)
+            _say(f"  [yellow]{m}[/]: {escape(w)}")
 
 
 @app.command("baseline")
@@ -202,15 +212,17 @@ def baseline_cmd(
         }
         print_json(out)
         return
-    console.print(
-        f"baseline fits of {y} against {x}"
-        + (f" by {by}" if by else "")
-        + (" where " + ", ".join(f"{k}={v}" for k, v in filters.items()) if filters else "")
+    _say(
+        escape(
+            f"baseline fits of {y} against {x}"
+            + (f" by {by}" if by else "")
+            + (" where " + ", ".join(f"{k}={v}" for k, v in filters.items()) if filters else "")
+        )
         + " ([bold red]*[/] = at a bound: not determined by the data)"
     )
     for g in groups:
         _print_group(g, METHOD_SETS[method])
     for w in table.warnings[n_stored:]:
-        console.print(f"[yellow]warning[/]: {w}", highlight=False)
+        _say(f"[yellow]warning[/]: {escape(w)}")
     if n_stored:
-        console.print(f"({n_stored} warning(s) stored in the table by its importer: see `bayes-l2l inspect`)")
+        _say(f"({n_stored} warning(s) stored in the table by its importer: see `bayes-l2l inspect`)")
