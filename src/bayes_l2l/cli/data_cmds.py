@@ -142,36 +142,34 @@ def _render(info: dict[str, Any]) -> None:
     _print_warnings(info["warnings"])
 
 
+def _matched_text(matched_on: list[dict[str, str]]) -> str:
+    """The first matched condition, and how many more there are (the JSON output lists them all)."""
+    first = ", ".join(f"{k}={v}" for k, v in matched_on[0].items()) or "(no other factors)"
+    more = len(matched_on) - 1
+    return first + (f" (+{more} more matched condition{'s' if more > 1 else ''})" if more else "")
+
+
 def _render_contrasts(info: dict[str, Any]) -> None:
     if not info["contrasts"]:
         console.print("No factor has two or more levels: no contrasts to check.")
         return
     names = ", ".join(info["contrast_factors"])
-    tbl = Table(
-        title=escape(
-            f"Level contrasts (first the base = most common level), matched on the other factors ({names})"
-        )
-    )
+    title = f"Level contrasts against the base (most common level), matched on the other factors ({names})"
+    tbl = Table(title=escape(title))
     for col in ("factor", "level vs base", "matched?", "matched on / confounded with"):
         tbl.add_column(col, overflow="fold")
     for factor, c in info["contrasts"].items():
         for lv in c["levels"]:
             if lv["matched"]:
-                where = "; ".join(
-                    ", ".join(f"{k}={v}" for k, v in m.items()) or "(no other factors)"
-                    for m in lv["matched_on"]
-                )
-                verdict = "[green]matched[/]"
+                where, verdict = _matched_text(lv["matched_on"]), "[green]matched[/]"
             else:
                 where = "confounded with " + (", ".join(lv["confounded_with"]) or "the other factors")
                 verdict = "[red]confounded[/]"
             tbl.add_row(escape(factor), escape(f"{lv['level']} vs {c['base']}"), verdict, escape(where))
-        for pair in c["other_matched_pairs"]:
-            where = "; ".join(", ".join(f"{k}={v}" for k, v in m.items()) for m in pair["matched_on"])
-            tbl.add_row(
-                escape(factor),
-                escape(f"{pair['level']} vs {pair['versus']}"),
-                "[green]matched[/]",
-                escape(where),
+        pairs = [f"{p['level']} vs {p['versus']}" for p in c["other_matched_pairs"]]
+        if pairs:
+            shown = "; ".join(pairs[:6]) + (
+                f"; ... ({len(pairs)} pairs, all in --json)" if len(pairs) > 6 else ""
             )
+            tbl.add_row(escape(factor), "other level pairs", "[green]matched[/]", escape(shown))
     console.print(tbl)
