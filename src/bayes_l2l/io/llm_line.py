@@ -31,6 +31,7 @@ from bayes_l2l.io.common import (
     snake,
     wide_to_long,
 )
+from bayes_l2l.io.describe import FLAG_PREFIX
 from bayes_l2l.table import LossTable, canonical_metric_id
 
 # ----------------------------------------------------------------------------------------- estimators
@@ -119,8 +120,7 @@ OLD_EXTRA = {
     "HF": "hugging_face",
 }
 # Study-membership flags (which of the paper's analyses a run belongs to) are annotations, not training
-# factors: stored with this prefix, which `bayes-l2l inspect` leaves out of factor contrasts (docs/table.md).
-FLAG_PREFIX = "flag_"
+# factors: stored with FLAG_PREFIX, which `bayes-l2l inspect` leaves out of factor contrasts (docs/table.md).
 # The older export spells two levels differently from latest_pm_hf.csv; use the latest spelling.
 OLD_LEVELS = {"architecture": {"llama": "Llama"}, "pretraining_data": {"FineWeb-EDU": "FineWeb-Edu"}}
 
