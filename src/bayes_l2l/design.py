@@ -1,0 +1,357 @@
+"""From a LossTable and a question to the arrays the model needs.
+
+A *question* names the x metric, the y metric (a single metric or an average), the factors of interest
+and their base levels, and the filters. A *condition* is one combination of levels of the factors of
+interest; runs are nested in conditions; checkpoints (points) are nested in runs.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from bayes_l2l.contrasts import MISSING_LEVEL, condition_labels, default_base
+from bayes_l2l.errors import UserInputError
+from bayes_l2l.table import LossTable
+
+# The paper's base recipe, used as the default base level where present in the selected data.
+PAPER_BASE: dict[str, tuple[str, ...]] = {
+    "pretraining_data": ("FineWeb-Edu",),
+    "architecture": ("Llama", "GPT"),
+    "tokenizer": ("gpt2-HF",),
+}
+MIN_POINTS_PER_CONDITION = 3
+
+
+@dataclass
+class Question:
+    """What to fit: axes, factors, base levels, filters. JSON round-trippable."""
+
+    x: str
+    y: str
+    factors: list[str] = field(default_factory=list)
+    base: dict[str, str] = field(default_factory=dict)
+    where: dict[str, str] = field(default_factory=dict)
+    unit: str = "nats/token"
+    allow_mixed: bool = False
+    max_x: float | None = None
+    """Paper's early-checkpoint filter by loss threshold: drop checkpoints with x above this (nats)."""
+    min_fraction: float | None = None
+    """Drop checkpoints before this fraction of their run's training (by tokens, else step)."""
+    early_fraction: float = 0.0
+    """Checkpoints before this fraction of their run's training get likelihood weight ``early_weight``."""
+    early_weight: float = 1.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Question:
+        return cls(**d)
+
+
+@dataclass
+class Design:
+    """Model-ready arrays and the index maps that give them meaning."""
+
+    question: Question
+    points: pd.DataFrame
+    """One row per point: run, checkpoint, step, tokens, params, factor levels, x, y, weight, run_idx, cond_idx."""
+    factor_levels: dict[str, list[str]]
+    """Levels of each factor of interest, base first."""
+    conditions: pd.DataFrame
+    """One row per condition: condition label, factor levels, n_points, n_runs, min/max x and y."""
+    runs: list[str]
+    dropped: list[dict[str, Any]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    # ---------------------------------------------------------------- arrays
+    @property
+    def x(self) -> np.ndarray:
+        return self.points["x"].to_numpy(dtype=float)
+
+    @property
+    def y(self) -> np.ndarray:
+        return self.points["y"].to_numpy(dtype=float)
+
+    @property
+    def weight(self) -> np.ndarray:
+        return self.points["weight"].to_numpy(dtype=float)
+
+    @property
+    def run_idx(self) -> np.ndarray:
+        return self.points["run_idx"].to_numpy(dtype=np.int32)
+
+    @property
+    def cond_idx(self) -> np.ndarray:
+        return self.points["cond_idx"].to_numpy(dtype=np.int32)
+
+    @property
+    def n_conditions(self) -> int:
+        return len(self.conditions)
+
+    @property
+    def n_runs(self) -> int:
+        return len(self.runs)
+
+    @property
+    def cond_min_x(self) -> np.ndarray:
+        return self.conditions["min_x"].to_numpy(dtype=float)
+
+    @property
+    def cond_min_y(self) -> np.ndarray:
+        return self.conditions["min_y"].to_numpy(dtype=float)
+
+    @property
+    def x_ref(self) -> float:
+        """Reference x (nats) where the model's height and slope parameters live: max over conditions of
+        min x, so that x_ref > Ex_c for every condition (and it sits inside the common support, if any)."""
+        return float(self.cond_min_x.max())
+
+    @property
+    def slope_center(self) -> float:
+        """Log of the pooled least-squares slope dy/dx (prior centre of the log slope); 0 if not positive."""
+        x, y = self.x, self.y
+        slope = float(np.polyfit(x, y, 1)[0]) if np.ptp(x) > 0 else 1.0
+        return float(np.log(slope)) if slope > 0 else 0.0
+
+    @property
+    def run_cond_idx(self) -> np.ndarray:
+        """Condition of each run."""
+        first = self.points.drop_duplicates("run_idx").sort_values("run_idx")
+        return first["cond_idx"].to_numpy(dtype=np.int32)
+
+    @property
+    def effect_names(self) -> list[tuple[str, str]]:
+        """(factor, level) of each non-base level, the columns of :attr:`effect_matrix`."""
+        return [(f, lvl) for f, levels in self.factor_levels.items() for lvl in levels[1:]]
+
+    @property
+    def effect_factor_idx(self) -> np.ndarray:
+        """Index (into the factors of interest) of the factor of each effect column."""
+        names = list(self.factor_levels)
+        return np.array([names.index(f) for f, _ in self.effect_names], dtype=np.int32)
+
+    @property
+    def effect_matrix(self) -> np.ndarray:
+        """(n_conditions, n_effects) one-hot indicators of the non-base levels of each condition."""
+        cols = self.effect_names
+        mat = np.zeros((self.n_conditions, len(cols)))
+        for j, (f, lvl) in enumerate(cols):
+            mat[:, j] = (self.conditions[f].astype(str) == lvl).to_numpy(dtype=float)
+        return mat
+
+    @property
+    def params(self) -> np.ndarray:
+        return self.points["params"].to_numpy(dtype=float)
+
+    @property
+    def tokens(self) -> np.ndarray:
+        return self.points["tokens"].to_numpy(dtype=float)
+
+    @property
+    def has_compute(self) -> bool:
+        """True when N and D are known for every point and N or D varies (needed to inform E_x)."""
+        n, d = self.params, self.tokens
+        return bool(np.isfinite(n).all() and np.isfinite(d).all() and (d > 0).all())
+
+    def condition_of(self, levels: dict[str, str]) -> int:
+        """Index of the condition with the given factor levels (unspecified factors at base)."""
+        full = {f: str(levels.get(f, lv[0])) for f, lv in self.factor_levels.items()}
+        mask = np.ones(self.n_conditions, dtype=bool)
+        for f, v in full.items():
+            mask &= (self.conditions[f].astype(str) == v).to_numpy()
+        if not mask.any():
+            raise UserInputError(
+                f"no condition with {', '.join(f'{k}={v}' for k, v in full.items())} in this fit; conditions are: "
+                + "; ".join(self.conditions["condition"].astype(str))
+            )
+        return int(np.flatnonzero(mask)[0])
+
+    # ---------------------------------------------------------------- persistence
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "question": self.question.to_dict(),
+                "points": json.loads(self.points.to_json(orient="records")),
+                "factor_levels": self.factor_levels,
+                "conditions": json.loads(self.conditions.to_json(orient="records")),
+                "runs": self.runs,
+                "dropped": self.dropped,
+                "warnings": self.warnings,
+            },
+            indent=1,
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> Design:
+        d = json.loads(text)
+        points = pd.DataFrame(d["points"])
+        for col in ("step", "tokens", "params"):
+            if col in points:
+                points[col] = pd.to_numeric(points[col], errors="coerce").astype(float)
+        conditions = pd.DataFrame(d["conditions"])
+        return cls(
+            question=Question.from_dict(d["question"]),
+            points=points,
+            factor_levels=d["factor_levels"],
+            conditions=conditions,
+            runs=d["runs"],
+            dropped=d["dropped"],
+            warnings=d["warnings"],
+        )
+
+
+def _training_fraction(points: pd.DataFrame) -> pd.Series:
+    """Fraction of the run's (last seen) training per point, by tokens where known else by step."""
+    progress = points["tokens"].where(points["tokens"].notna(), points["step"])
+    last = progress.groupby(points["run"]).transform("max")
+    return (progress / last).astype(float)
+
+
+def build_design(table: LossTable, question: Question) -> Design:
+    """Select, join and index the table for ``question``; raise UserInputError with the fix on bad input."""
+    source = table.source
+    if question.where:
+        table = table.where(**question.where)
+    unknown = [f for f in question.factors if f not in table.df.columns]
+    if unknown:
+        raise UserInputError(
+            f"{source}: factor(s) {', '.join(unknown)} not in the table; factors are: {', '.join(table.factors)}"
+        )
+    xs = table.metric_series(question.x, allow_mixed=question.allow_mixed, unit=question.unit)
+    ys = table.metric_series(question.y, allow_mixed=question.allow_mixed, unit=question.unit)
+    if xs.empty or ys.empty:
+        which = "x" if xs.empty else "y"
+        raise UserInputError(
+            f"{source}: no {question.unit} values for the {which} metric "
+            f"'{question.x if which == 'x' else question.y}'; choose --unit or another metric"
+        )
+    ident = table.checkpoints()
+    merged = xs.rename(columns={"value": "x", "unit": "x_unit", "estimator": "x_estimator"}).merge(
+        ys.rename(columns={"value": "y", "unit": "y_unit", "estimator": "y_estimator"}),
+        on=["run", "checkpoint"],
+    )
+    dropped: list[dict[str, Any]] = []
+    n_missing = len(
+        set(map(tuple, xs[["run", "checkpoint"]].values)) ^ set(map(tuple, ys[["run", "checkpoint"]].values))
+    )
+    if n_missing:
+        dropped.append({"reason": "x or y missing at the checkpoint", "count": int(n_missing)})
+    pts = merged.merge(ident, on=["run", "checkpoint"], how="left")
+    pts = pts.sort_values("step", na_position="last", kind="stable")  # keep the copy with a known step
+    repeated = pts.duplicated(["run", "x", "y"], keep="first")
+    if repeated.any():
+        dropped.append(
+            {
+                "reason": "the same measurement recorded twice in a run (x and y equal another checkpoint's)",
+                "count": int(repeated.sum()),
+                "checkpoints": [
+                    f"{r}@{c}" for r, c in pts.loc[repeated, ["run", "checkpoint"]].itertuples(index=False)
+                ],
+            }
+        )
+        pts = pts[~repeated]
+    for f in question.factors:
+        pts[f] = pts[f].astype("string").fillna(MISSING_LEVEL)
+    if question.max_x is not None:
+        keep = pts["x"] <= question.max_x
+        if (~keep).any():
+            dropped.append(
+                {"reason": f"x above max_x={question.max_x} (early checkpoints)", "count": int((~keep).sum())}
+            )
+        pts = pts[keep]
+    frac = _training_fraction(pts)
+    if question.min_fraction is not None:
+        keep = ~(frac < question.min_fraction)
+        if (~keep).any():
+            dropped.append(
+                {
+                    "reason": f"before {question.min_fraction:.0%} of the run's training",
+                    "count": int((~keep).sum()),
+                }
+            )
+        pts, frac = pts[keep], frac[keep]
+    pts = pts.assign(weight=np.where(frac.fillna(1.0) < question.early_fraction, question.early_weight, 1.0))
+    if len(pts) == 0:
+        raise UserInputError(
+            f"{source}: no checkpoint has both x={question.x} and y={question.y} after filtering"
+        )
+
+    factor_levels: dict[str, list[str]] = {}
+    for f in question.factors:
+        present = sorted(pts[f].unique().tolist())
+        base = question.base.get(f)
+        if base is None:
+            base = next((b for b in PAPER_BASE.get(f, ()) if b in present), None) or default_base(
+                pts.drop_duplicates(["run", "checkpoint"])[f]
+            )
+        if base not in present:
+            raise UserInputError(
+                f"{source}: base level {f}={base} has no checkpoints in this selection; levels are: {', '.join(present)}"
+            )
+        factor_levels[f] = [base] + [lv for lv in present if lv != base]
+    pts = pts.assign(condition=condition_labels(pts, question.factors))
+    cond_order = (
+        pts.drop_duplicates("condition")
+        .assign(
+            _key=lambda d: (
+                [
+                    tuple(factor_levels[f].index(v) for f, v in zip(question.factors, row, strict=True))
+                    for row in d[question.factors].itertuples(index=False)
+                ]
+                if question.factors
+                else 0
+            )
+        )
+        .sort_values("_key")["condition"]
+        .tolist()
+    )
+    pts["cond_idx"] = pts["condition"].map({c: i for i, c in enumerate(cond_order)}).astype(int)
+    pts = pts.sort_values(["cond_idx", "run", "x"], ascending=[True, True, False]).reset_index(drop=True)
+    runs = list(dict.fromkeys(pts["run"].astype(str)))
+    pts["run_idx"] = pts["run"].astype(str).map({r: i for i, r in enumerate(runs)}).astype(int)
+
+    grouped = pts.groupby("cond_idx")
+    conditions = pd.DataFrame(
+        {
+            "condition": cond_order,
+            **{f: grouped[f].first().astype(str).to_numpy() for f in question.factors},
+            "n_points": grouped.size().to_numpy(),
+            "n_runs": grouped["run"].nunique().to_numpy(),
+            "min_x": grouped["x"].min().to_numpy(),
+            "max_x": grouped["x"].max().to_numpy(),
+            "min_y": grouped["y"].min().to_numpy(),
+            "max_y": grouped["y"].max().to_numpy(),
+        }
+    )
+    small = conditions[conditions["n_points"] < MIN_POINTS_PER_CONDITION]
+    if len(small):
+        detail = "; ".join(f"{r.condition} ({r.n_points} point(s))" for r in small.itertuples())
+        raise UserInputError(
+            f"{source}: condition(s) with fewer than {MIN_POINTS_PER_CONDITION} checkpoints cannot be fitted: "
+            f"{detail}. Drop them with --where, merge levels, or add checkpoints"
+        )
+    flat = conditions[(conditions["max_x"] - conditions["min_x"]) <= 0]
+    if len(flat):
+        raise UserInputError(
+            f"{source}: condition {flat['condition'].iloc[0]} has no spread in x; a curve needs several x values"
+        )
+    warnings = list(table.warnings)
+    for col in ("x_estimator", "y_estimator"):
+        est = sorted(pts[col].astype(str).unique())
+        if len(est) > 1:
+            warnings.append(f"{col.split('_')[0]} axis mixes estimators across checkpoints: {', '.join(est)}")
+    return Design(
+        question=question,
+        points=pts,
+        factor_levels=factor_levels,
+        conditions=conditions,
+        runs=runs,
+        dropped=dropped,
+        warnings=warnings,
+    )

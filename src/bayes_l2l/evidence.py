@@ -1,0 +1,413 @@
+"""Evidence from a posterior: factor contrasts, curve gaps, decisions, tests of new checkpoints, predictions.
+
+Decision rule (docs/evidence.md): with ROPE r (nats) and the curve gap Δ(x) = f_level(x) - f_base(x) over
+the common support of x,
+
+* "shift" when P(max_x |Δ(x)| > r) >= 0.95,
+* "no practical shift" when P(max_x |Δ(x)| < r) >= 0.95,
+* "undecided" otherwise.
+
+The default ROPE, 0.02 nats, is the size of seed-to-seed variation of an LLM's loss at a fixed recipe:
+differences smaller than that cannot be told apart from retraining the same recipe.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from bayes_l2l.contrasts import matched_contrasts
+from bayes_l2l.errors import UserInputError
+from bayes_l2l.infer import Posterior
+from bayes_l2l.model import curve
+
+DEFAULT_ROPE = 0.02
+DECISION_PROB = 0.95
+GRID_POINTS = 60
+CI_PROB = 0.9
+
+
+def hdi(draws: np.ndarray, prob: float = CI_PROB) -> tuple[float, float]:
+    """Highest-density interval of 1-d draws (shortest interval holding ``prob`` of them)."""
+    d = np.sort(np.asarray(draws, dtype=float).ravel())
+    d = d[np.isfinite(d)]
+    if d.size == 0:
+        return (float("nan"), float("nan"))
+    n_in = max(int(np.ceil(prob * d.size)), 1)
+    widths = d[n_in - 1 :] - d[: d.size - n_in + 1]
+    i = int(np.argmin(widths))
+    return (float(d[i]), float(d[i + n_in - 1]))
+
+
+def decide(maxabs_draws: np.ndarray, rope: float) -> tuple[str, float, float]:
+    """(decision, P(shift), P(inside ROPE)) from draws of max_x |Δ(x)|."""
+    p_shift = float(np.mean(maxabs_draws > rope))
+    p_equiv = float(np.mean(maxabs_draws < rope))
+    if p_shift >= DECISION_PROB:
+        return "shift", p_shift, p_equiv
+    if p_equiv >= DECISION_PROB:
+        return "no practical shift", p_shift, p_equiv
+    return "undecided", p_shift, p_equiv
+
+
+@dataclass
+class ContrastResult:
+    """One level of a factor against the base level, on a matched pair of conditions."""
+
+    factor: str
+    level: str
+    base: str
+    matched_on: dict[str, str]
+    level_condition: str | None
+    base_condition: str | None
+    support: list[float]
+    gap_mean: float
+    gap_hdi90: list[float]
+    gap_maxabs: float
+    gap_maxabs_hdi90: list[float]
+    p_shift: float
+    p_equivalent: float
+    decision: str
+    params: dict[str, dict[str, Any]] = field(default_factory=dict)
+    elpd_diff: float | None = None
+    elpd_se: float | None = None
+    elpd_note: str | None = None
+    note: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _gap_draws(post: Posterior, c_level: int, c_base: int, n_grid: int = GRID_POINTS):
+    cond = post.design.conditions
+    lo = float(max(cond["min_x"][c_level], cond["min_x"][c_base]))
+    hi = float(min(cond["max_x"][c_level], cond["max_x"][c_base]))
+    if hi <= lo:
+        return None, [lo, hi]
+    grid = np.linspace(lo, hi, n_grid)
+    p = post.condition_params()
+    f_l = curve(grid, p["K"][:, c_level], p["kappa"][:, c_level], p["Ex"][:, c_level], p["Ey"][:, c_level])
+    f_b = curve(grid, p["K"][:, c_base], p["kappa"][:, c_base], p["Ex"][:, c_base], p["Ey"][:, c_base])
+    return f_l - f_b, [lo, hi]
+
+
+def _param_deltas(post: Posterior, c_level: int, c_base: int) -> dict[str, dict[str, Any]]:
+    p = post.condition_params()
+    ident = post.identification
+    out = {}
+    derived = {
+        "delta_log_K": np.log(p["K"][:, c_level]) - np.log(p["K"][:, c_base]),
+        "delta_log_kappa": np.log(p["kappa"][:, c_level]) - np.log(p["kappa"][:, c_base]),
+        "delta_Ex": p["Ex"][:, c_level] - p["Ex"][:, c_base],
+        "delta_Ey": p["Ey"][:, c_level] - p["Ey"][:, c_base],
+    }
+    names = post.design.conditions["condition"].astype(str).tolist()
+    for name, draws in derived.items():
+        var = {"delta_log_K": "K", "delta_log_kappa": "kappa", "delta_Ex": "Ex", "delta_Ey": "Ey"}[name]
+        flags = []
+        if ident is not None:
+            for c in (c_level, c_base):
+                key = f"{var}[{names[c]}]"
+                if key in ident.index:
+                    flags.append(str(ident.loc[key, "identified"]))
+        worst = (
+            "fixed"
+            if flags and all(f == "fixed" for f in flags)
+            else next((f for f in ("not identified", "weak", "identified") if f in flags), "unknown")
+        )
+        out[name] = {"mean": float(np.mean(draws)), "hdi90": list(hdi(draws)), "identified": worst}
+    return out
+
+
+def compare_factor(
+    post: Posterior, factor: str, *, rope: float = DEFAULT_ROPE, shared: Posterior | None = None
+) -> list[ContrastResult]:
+    """Every non-base level of ``factor`` against its base, on matched conditions.
+
+    ``shared`` is the same model fitted without ``factor`` (one shared curve); when given, the out-of-sample
+    comparison (leave-one-run-out PSIS-LOO, runs held out together) fills elpd_diff and elpd_se.
+    """
+    d = post.design
+    if factor not in d.factor_levels:
+        raise UserInputError(
+            f"factor '{factor}' is not in this fit (its factors: {', '.join(d.factor_levels) or 'none'}); "
+            f"refit with --factor {factor}"
+        )
+    if rope <= 0:
+        raise UserInputError(f"--rope {rope}: the ROPE must be a positive number of nats")
+    levels = d.factor_levels[factor]
+    others = [f for f in d.factor_levels if f != factor]
+    cond = d.conditions.copy()
+    contrasts = matched_contrasts(cond, factor, others, base=levels[0])
+    labels = cond["condition"].astype(str).tolist()
+    elpd = loo_compare_runs(post, shared) if shared is not None else None
+    results = []
+    for con in contrasts:
+        if not con.matched:
+            results.append(
+                ContrastResult(
+                    factor=factor,
+                    level=con.level,
+                    base=con.base,
+                    matched_on={},
+                    level_condition=None,
+                    base_condition=None,
+                    support=[float("nan")] * 2,
+                    gap_mean=float("nan"),
+                    gap_hdi90=[float("nan")] * 2,
+                    gap_maxabs=float("nan"),
+                    gap_maxabs_hdi90=[float("nan")] * 2,
+                    p_shift=float("nan"),
+                    p_equivalent=float("nan"),
+                    decision=f"not identifiable: confounded with {', '.join(con.confounded_with) or 'other factors'}",
+                )
+            )
+            continue
+
+        # Prefer the pair whose other factors sit at their base levels (the paper's causal design).
+        def n_base(pair: tuple[dict[str, str], str, str]) -> int:
+            return sum(pair[0][f] == d.factor_levels[f][0] for f in others)
+
+        shared_lv, lvl_label, base_label = max(con.matched_pairs, key=n_base)
+        c_l, c_b = labels.index(lvl_label), labels.index(base_label)
+        gaps, support = _gap_draws(post, c_l, c_b)
+        note = None
+        if gaps is None:
+            note = "the two conditions' x ranges do not overlap: no common support for a gap"
+            gap_mean_d = maxabs_d = np.full(1, np.nan)
+            decision, p_shift, p_eq = "undecided", float("nan"), float("nan")
+        else:
+            gap_mean_d = np.nanmean(gaps, axis=1)
+            maxabs_d = np.nanmax(np.abs(gaps), axis=1)
+            decision, p_shift, p_eq = decide(maxabs_d, rope)
+        res = ContrastResult(
+            factor=factor,
+            level=con.level,
+            base=con.base,
+            matched_on=shared_lv,
+            level_condition=lvl_label,
+            base_condition=base_label,
+            support=support,
+            gap_mean=float(np.nanmean(gap_mean_d)),
+            gap_hdi90=list(hdi(gap_mean_d)),
+            gap_maxabs=float(np.nanmean(maxabs_d)),
+            gap_maxabs_hdi90=list(hdi(maxabs_d)),
+            p_shift=p_shift,
+            p_equivalent=p_eq,
+            decision=decision,
+            params=_param_deltas(post, c_l, c_b),
+            note=note,
+        )
+        if elpd is not None:
+            res.elpd_diff, res.elpd_se, res.elpd_note = elpd["elpd_diff"], elpd["elpd_se"], elpd["note"]
+        results.append(res)
+    return results
+
+
+# ----------------------------------------------------------------------------------------- out of sample
+def run_loglik(post: Posterior) -> np.ndarray:
+    """Pointwise log-likelihood summed over each run's checkpoints: (S, n_runs)."""
+    ll = np.asarray(post.dt["log_likelihood"]["y"].values)
+    ll = ll.reshape(-1, ll.shape[-1])
+    out = np.zeros((ll.shape[0], post.design.n_runs))
+    np.add.at(out.T, post.design.run_idx, ll.T)
+    return out
+
+
+def loo_runs(post: Posterior) -> dict[str, Any]:
+    """Leave-one-run-out PSIS-LOO: per-run elpd and Pareto k (runs held out together)."""
+    import arviz as az
+    import xarray as xr
+
+    ll = np.asarray(post.dt["log_likelihood"]["y"].values)
+    n_chain, n_draw = ll.shape[:2]
+    runs = run_loglik(post).reshape(n_chain, n_draw, -1)
+    tree = xr.DataTree.from_dict(
+        {
+            "posterior": xr.Dataset({"dummy": (("chain", "draw"), np.zeros((n_chain, n_draw)))}),
+            "log_likelihood": xr.Dataset({"y": (("chain", "draw", "run"), runs)}),
+        }
+    )
+    res = az.loo(tree, pointwise=True)
+    return {
+        "elpd_i": np.asarray(res.elpd_i).ravel(),
+        "pareto_k": np.asarray(res.pareto_k).ravel(),
+    }
+
+
+def loo_compare_runs(post: Posterior, shared: Posterior) -> dict[str, Any]:
+    """elpd(separate curves) - elpd(one shared curve), leave-one-run-out, with its standard error.
+
+    Positive = the factor's separate curves predict held-out runs better. Where a Pareto k exceeds 0.7
+    the PSIS estimate for that run is unreliable and the note says so.
+    """
+    if post.design.runs != shared.design.runs:
+        raise UserInputError("the two fits must use the same runs (same table, --where and filters)")
+    a, b = loo_runs(post), loo_runs(shared)
+    diff = a["elpd_i"] - b["elpd_i"]
+    n = diff.size
+    se = float(np.sqrt(n * np.var(diff, ddof=1))) if n > 1 else float("nan")
+    kmax = float(np.nanmax(np.concatenate([a["pareto_k"], b["pareto_k"]])))
+    note = f"PSIS-LOO over {n} runs held out whole; max Pareto k {kmax:.2f}"
+    if kmax > 0.7:
+        note += " (> 0.7: unreliable for some runs; a run alone in its condition cannot be predicted by separate curves)"
+    return {"elpd_diff": float(diff.sum()), "elpd_se": se, "note": note, "max_pareto_k": kmax}
+
+
+# ----------------------------------------------------------------------------------------- ranking
+def rank_factors(results: dict[str, list[ContrastResult]]) -> pd.DataFrame:
+    """Factors ordered by the size of their largest gap (mean of max|Δ| over the factor's levels)."""
+    rows = []
+    for factor, contrasts in results.items():
+        ok = [c for c in contrasts if np.isfinite(c.gap_maxabs)]
+        if not ok:
+            rows.append(
+                {
+                    "factor": factor,
+                    "level": None,
+                    "gap_maxabs": np.nan,
+                    "lo": np.nan,
+                    "hi": np.nan,
+                    "decision": contrasts[0].decision if contrasts else "no levels",
+                }
+            )
+            continue
+        top = max(ok, key=lambda c: c.gap_maxabs)
+        rows.append(
+            {
+                "factor": factor,
+                "level": top.level,
+                "gap_maxabs": top.gap_maxabs,
+                "lo": top.gap_maxabs_hdi90[0],
+                "hi": top.gap_maxabs_hdi90[1],
+                "decision": top.decision,
+            }
+        )
+    return (
+        pd.DataFrame(rows)
+        .sort_values("gap_maxabs", ascending=False, na_position="last")
+        .reset_index(drop=True)
+    )
+
+
+# ----------------------------------------------------------------------------------------- predictions
+def _condition_from_levels(post: Posterior, levels: dict[str, str]) -> int:
+    unknown = [f for f in levels if f not in post.design.factor_levels]
+    if unknown:
+        raise UserInputError(
+            f"--level names factor(s) {', '.join(unknown)} not in this fit; its factors: "
+            f"{', '.join(post.design.factor_levels) or 'none'}"
+        )
+    return post.design.condition_of(levels)
+
+
+def predictive_draws(post: Posterior, c: int, x: np.ndarray, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(curve draws, predictive draws) of shape (S, len(x)) for condition c: a new run's checkpoint at x."""
+    rng = np.random.default_rng(seed)
+    p = post.condition_params()
+    f = curve(x, p["K"][:, c], p["kappa"][:, c], p["Ex"][:, c], p["Ey"][:, c])
+    s = f.shape[0]
+    sigma = post.draws("sigma")[:, None]
+    sigma_run = post.draws("sigma_run")[:, None]
+    nu = post.draws("nu")[:, None] if "nu" in post.dt["posterior"] else np.full((s, 1), post.config.nu)
+    run = rng.normal(size=(s, 1)) * sigma_run
+    noise = rng.standard_t(np.broadcast_to(nu, (s, len(x)))) * sigma
+    return f, f + run + noise
+
+
+def predict(
+    post: Posterior, x: np.ndarray, levels: dict[str, str] | None = None, seed: int = 0
+) -> pd.DataFrame:
+    """Predicted y (nats) at ``x`` for the condition with ``levels`` (others at base): mean, 50% and 90%
+    predictive intervals of a new run's checkpoint, the 90% interval of the curve itself, and whether x lies
+    outside the condition's observed x range (extrapolation)."""
+    x = np.asarray(x, dtype=float).ravel()
+    c = _condition_from_levels(post, levels or {})
+    f, pred = predictive_draws(post, c, x, seed=seed)
+    cond = post.design.conditions.iloc[c]
+    q = np.nanquantile(pred, [0.05, 0.25, 0.75, 0.95], axis=0)
+    fq = np.nanquantile(f, [0.05, 0.95], axis=0)
+    below_floor = np.mean(~np.isfinite(f), axis=0)
+    return pd.DataFrame(
+        {
+            "condition": str(cond["condition"]),
+            "x": x,
+            "mean": np.nanmean(pred, axis=0),
+            "lo50": q[1],
+            "hi50": q[2],
+            "lo90": q[0],
+            "hi90": q[3],
+            "curve_lo90": fq[0],
+            "curve_hi90": fq[1],
+            "extrapolation": (x < cond["min_x"]) | (x > cond["max_x"]),
+            "p_below_floor": below_floor,
+        }
+    )
+
+
+# ----------------------------------------------------------------------------------------- new checkpoints
+def test_new_checkpoints(
+    post: Posterior,
+    x: np.ndarray,
+    y: np.ndarray,
+    *,
+    levels: dict[str, str] | None = None,
+    rope: float = DEFAULT_ROPE,
+    labels: list[str] | None = None,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Do new checkpoints (x, y) lie on the curve of the condition with ``levels`` (default: the base)?
+
+    The gap is the mean over the new checkpoints of y - f(x), with the posterior of f and the uncertainty of
+    a new run's offset and checkpoint noise (so a new seed of the same recipe is "on the curve"). Decision
+    as for factor contrasts, on |gap| against the ROPE. Standardized residuals use the predictive mean/sd.
+    """
+    x = np.asarray(x, dtype=float)
+    y = np.asarray(y, dtype=float)
+    if x.size == 0:
+        raise UserInputError("the new table has no checkpoints with both the x and the y metric")
+    c = _condition_from_levels(post, levels or {})
+    f, pred = predictive_draws(post, c, x, seed=seed)
+    if np.isnan(f).mean() > 0.05:
+        raise UserInputError(
+            "new checkpoints have x at or below the base curve's floor Ex in more than 5% of draws: x values "
+            f"{np.round(x[np.isnan(f).mean(axis=0) > 0.05], 4).tolist()} are outside the law's domain"
+        )
+    rng = np.random.default_rng(seed + 7)
+    sigma = post.draws("sigma")
+    sigma_run = post.draws("sigma_run")
+    resid = y[None, :] - f
+    gap = np.nanmean(resid, axis=1) + rng.normal(size=resid.shape[0]) * np.sqrt(
+        sigma_run**2 + sigma**2 / x.size
+    )
+    decision, p_shift, p_eq = decide(np.abs(gap), rope)
+    mean_pred = np.nanmean(pred, axis=0)
+    sd_pred = np.nanstd(pred, axis=0)
+    cond = post.design.conditions.iloc[c]
+    return {
+        "against": str(cond["condition"]),
+        "x": post.design.question.x,
+        "y": post.design.question.y,
+        "rope": rope,
+        "n_checkpoints": int(x.size),
+        "gap_mean": float(np.mean(gap)),
+        "gap_hdi90": list(hdi(gap)),
+        "p_shift": p_shift,
+        "p_equivalent": p_eq,
+        "decision": decision,
+        "extrapolated": int(((x < cond["min_x"]) | (x > cond["max_x"])).sum()),
+        "checkpoints": [
+            {
+                "checkpoint": labels[i] if labels else str(i),
+                "x": float(x[i]),
+                "y": float(y[i]),
+                "predicted": float(mean_pred[i]),
+                "predictive_sd": float(sd_pred[i]),
+                "z": float((y[i] - mean_pred[i]) / sd_pred[i]),
+            }
+            for i in range(x.size)
+        ],
+    }

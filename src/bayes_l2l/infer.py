@@ -1,0 +1,534 @@
+"""Inference: NUTS (several chains on the host's cores) or a fast approximate path, diagnostics, save/load.
+
+A fitted posterior is a folder:
+
+* ``posterior.nc`` — ArviZ DataTree (groups posterior, prior, sample_stats, log_likelihood, observed_data)
+* ``design.json`` — the question and the design (points, conditions, factor levels, what was dropped)
+* ``fit.json`` — method, sampler settings, model config, diagnostics, identification, versions
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import platform
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+DEFAULT_CHAINS = 4
+
+
+def configure_host(n_devices: int = DEFAULT_CHAINS) -> None:
+    """Expose ``n_devices`` CPU devices to jax so chains run in parallel (must precede jax start-up)."""
+    flags = os.environ.get("XLA_FLAGS", "")
+    if "xla_force_host_platform_device_count" not in flags:
+        os.environ["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count={n_devices}".strip()
+
+
+configure_host()
+
+import arviz as az  # noqa: E402
+import jax  # noqa: E402
+import numpy as np  # noqa: E402
+import numpyro  # noqa: E402
+import pandas as pd  # noqa: E402
+import xarray as xr  # noqa: E402
+from numpyro.infer import MCMC, NUTS, SVI, Predictive, Trace_ELBO, init_to_value  # noqa: E402
+from numpyro.infer.autoguide import AutoMultivariateNormal  # noqa: E402
+
+from bayes_l2l.design import Design  # noqa: E402
+from bayes_l2l.errors import UserInputError  # noqa: E402
+from bayes_l2l.model import PAPER_PARAMS, PARAMS, ModelConfig, ModelData, compute_enabled, l2l_model  # noqa: E402
+
+numpyro.enable_x64()
+
+RHAT_MAX = 1.01
+ESS_MIN = 400
+IDENTIFIED = 0.75
+"""Prior-to-posterior contraction from which a quantity counts as identified (see :func:`identification`)."""
+WEAK = 0.3
+"""Contraction below which a quantity is 'not identified' (the prior, not the data, sets its interval)."""
+EFFECT_VARS = tuple(f"d_{p}" for p in dict.fromkeys(PARAMS + PAPER_PARAMS))
+SUMMARY_VARS = ("K", "kappa", "Ex", "Ey", *EFFECT_VARS, "sigma", "sigma_run", "nu")
+
+
+@dataclass
+class Posterior:
+    """A fitted model: the ArviZ DataTree plus the design, config, diagnostics and identification."""
+
+    dt: Any
+    design: Design
+    config: ModelConfig
+    method: str
+    settings: dict[str, Any]
+    diagnostics: dict[str, Any] = field(default_factory=dict)
+    identification: pd.DataFrame | None = None
+    wall_time_s: float = float("nan")
+
+    # ------------------------------------------------------------------ draws
+    def draws(self, var: str) -> np.ndarray:
+        """Posterior draws of a variable with chain and draw flattened into the first axis."""
+        da = self.dt["posterior"][var]
+        arr = np.asarray(da.values)
+        return arr.reshape((-1, *arr.shape[2:]))
+
+    def condition_params(self) -> dict[str, np.ndarray]:
+        """K, kappa, Ex, Ey draws of shape (S, n_conditions)."""
+        return {p: self.draws(p) for p in ("K", "kappa", "Ex", "Ey")}
+
+    def summary(self, ci_prob: float = 0.9) -> pd.DataFrame:
+        """ArviZ summary (mean, sd, HDI, ESS, R-hat) of the reported quantities, joined with identification."""
+        names = [v for v in SUMMARY_VARS if v in self.dt["posterior"]]
+        summ = az.summary(self.dt, var_names=names, ci_kind="hdi", ci_prob=ci_prob, round_to="none")
+        if self.identification is not None:
+            summ = summ.join(self.identification[["contraction", "identified"]], how="left")
+        return summ
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, folder: str | Path, *, overwrite: bool = False) -> Path:
+        """Write the posterior folder; refuse to replace an existing one unless ``overwrite``."""
+        folder = Path(folder)
+        if (folder / "fit.json").exists() and not overwrite:
+            raise UserInputError(
+                f"{folder}: holds a posterior already; choose another -o folder or pass --overwrite"
+            )
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = folder / "posterior.nc.tmp"
+        self.dt.to_netcdf(tmp, engine="h5netcdf")
+        tmp.replace(folder / "posterior.nc")
+        (folder / "design.json").write_text(self.design.to_json())
+        fit = {
+            "method": self.method,
+            "settings": self.settings,
+            "config": self.config.to_dict(),
+            "diagnostics": self.diagnostics,
+            "identification": None
+            if self.identification is None
+            else json.loads(self.identification.reset_index().to_json(orient="records")),
+            "wall_time_s": self.wall_time_s,
+            "versions": versions(),
+        }
+        (folder / "fit.json").write_text(json.dumps(fit, indent=1, default=float))
+        return folder
+
+    @classmethod
+    def load(cls, folder: str | Path) -> Posterior:
+        """Read a posterior folder written by :meth:`save`."""
+        folder = Path(folder)
+        for name in ("posterior.nc", "design.json", "fit.json"):
+            if not (folder / name).exists():
+                raise UserInputError(
+                    f"{folder}: not a posterior folder ({name} missing); create one with `bayes-l2l fit ... -o {folder}`"
+                )
+        fit = json.loads((folder / "fit.json").read_text())
+        dt = xr.open_datatree(folder / "posterior.nc", engine="h5netcdf").load()
+        ident = fit.get("identification")
+        ident_df = pd.DataFrame(ident).set_index("index") if ident else None
+        if ident_df is not None:
+            ident_df.index.name = None
+        return cls(
+            dt=dt,
+            design=Design.from_json((folder / "design.json").read_text()),
+            config=ModelConfig.from_dict(fit["config"]),
+            method=fit["method"],
+            settings=fit["settings"],
+            diagnostics=fit["diagnostics"],
+            identification=ident_df,
+            wall_time_s=fit.get("wall_time_s", float("nan")),
+        )
+
+
+def load(folder: str | Path) -> Posterior:
+    """Read a posterior folder (see :class:`Posterior`)."""
+    return Posterior.load(folder)
+
+
+def versions() -> dict[str, str]:
+    """Versions of the packages that produced a result, for the record."""
+    import arviz_base
+    import scipy
+
+    import bayes_l2l
+
+    return {
+        "bayes_l2l": bayes_l2l.__version__,
+        "python": platform.python_version(),
+        "numpyro": numpyro.__version__,
+        "jax": jax.__version__,
+        "arviz_base": arviz_base.__version__,
+        "numpy": np.__version__,
+        "scipy": scipy.__version__,
+        "pandas": pd.__version__,
+        "xarray": xr.__version__,
+    }
+
+
+# ---------------------------------------------------------------------------------------------------------
+def _coords_dims(design: Design) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
+    eff = [f"{f}={lvl}" for f, lvl in design.effect_names]
+    coords = {
+        "condition": design.conditions["condition"].astype(str).tolist(),
+        "effect": eff,
+        "factor": list(design.factor_levels) or ["none"],
+        "run": design.runs,
+        "point": [f"{r}@{c}" for r, c in zip(design.points["run"], design.points["checkpoint"], strict=True)],
+    }
+    dims = {v: ["condition"] for v in ("K", "kappa", "Ex", "Ey")}
+    for p in dict.fromkeys(PARAMS + PAPER_PARAMS):
+        dims[f"d_{p}"] = ["effect"]
+        dims[f"z_{p}"] = ["effect"]
+        dims[f"tau_{p}"] = ["factor"]
+    dims.update({"z_run": ["run"], "run_offset": ["run"], "y": ["point"], "x_obs": ["point"]})
+    return coords, dims
+
+
+def _baseline_init(design: Design, config: ModelConfig) -> dict[str, np.ndarray]:
+    """Starting values from per-condition least-squares fits, regressed on the effect design."""
+    rows = []
+    x_ref = design.x_ref
+    for c in range(design.n_conditions):
+        sel = design.cond_idx == c
+        x, y = design.x[sel], design.y[sel]
+        try:
+            from bayes_l2l.baseline import free_fit
+
+            fit = free_fit(x, y, n_starts=8, seed=0)
+            p = {k.replace("_", ""): float(v) for k, v in fit.params.items()}
+            k, kappa, ex, ey = p["K"], p["kappa"], p["Ex"], p["Ey"]
+        except Exception:  # noqa: BLE001 - a failed comparator fit only costs a worse start
+            k, kappa, ex, ey = float(np.ptp(y) or 0.1), 1.0, x.min() - 0.5, y.min() - 0.1
+        kappa = float(np.clip(kappa, 0.1, 8.0))
+        if config.paper_mode:
+            ex, ey = config.fixed_Ex[c], config.fixed_Ey[c]
+            ok = y > ey
+            if ok.sum() >= 2:
+                kappa_ls, logk_ls = np.polyfit(np.log(x[ok] - ex), np.log(y[ok] - ey), 1)
+                k, kappa = float(np.exp(logk_ls)), float(np.clip(kappa_ls, 0.1, 8.0))
+            rows.append([np.log(np.clip(k, 1e-3, 1e3)), np.log(kappa)])
+            continue
+        gap = float(np.clip(design.cond_min_x[c] - ex, 0.05, 5.0))
+        g_ref = x_ref - (design.cond_min_x[c] - gap)
+        height = k * g_ref**kappa + ey
+        slope = max(k * kappa * g_ref ** (kappa - 1.0), 1e-3)
+        rows.append([height, np.log(slope), np.log(kappa), np.log(gap)])
+    per_cond = np.asarray(rows)
+    mat = np.column_stack([np.ones(design.n_conditions), design.effect_matrix])
+    coef, *_ = np.linalg.lstsq(mat, per_cond, rcond=None)
+    init: dict[str, np.ndarray] = {}
+    for j, p in enumerate(config.params):
+        init[f"base_{p}"] = np.asarray(coef[0, j])
+        eff = coef[1:, j]
+        if eff.size and config.effect_prior == "normal":
+            init[f"d_{p}"] = eff
+        elif eff.size:
+            tau = np.full(max(len(design.factor_levels), 1), config.effect_scale[p] * 0.5)
+            for fi in range(tau.size):
+                sel = design.effect_factor_idx == fi
+                if sel.any():
+                    tau[fi] = max(tau[fi], float(np.abs(eff[sel]).max()))
+            init[f"tau_{p}"] = tau
+            init[f"z_{p}"] = np.clip(eff / tau[design.effect_factor_idx], -3, 3)
+    init["sigma_run"] = np.asarray(config.run_sd_scale * 0.5)
+    init["z_run"] = np.zeros(design.n_runs)
+    init["sigma"] = np.asarray(max(float(np.std(design.y)) * 0.05, 0.005))
+    if config.nu is None:
+        init["nu"] = np.asarray(10.0)
+    return init
+
+
+def paper_mode_config(design: Design, base: ModelConfig | None = None) -> tuple[ModelConfig, list[str]]:
+    """Paper mode: Ex, Ey per condition from the two-stage fit (baseline.two_stage_fit), then fixed.
+
+    Returns the config and the two-stage fit's warnings (which E came from a compute-law fit and which fell
+    back to min(loss)).
+    """
+    from dataclasses import replace
+
+    from bayes_l2l.baseline import two_stage_fit
+
+    fixed_ex, fixed_ey, notes = [], [], []
+    for c in range(design.n_conditions):
+        sel = design.cond_idx == c
+        n = design.params[sel] if np.isfinite(design.params[sel]).all() else None
+        d = design.tokens[sel] if np.isfinite(design.tokens[sel]).all() else None
+        res = two_stage_fit(design.x[sel], design.y[sel], N=n, D=None if n is None else d)
+        fixed_ex.append(float(res.params["Ex"]))
+        fixed_ey.append(float(res.params["Ey"]))
+        label = design.conditions["condition"].iloc[c]
+        notes += [f"{label}: {w}" for w in res.warnings]
+    return replace(base or ModelConfig(), fixed_Ex=fixed_ex, fixed_Ey=fixed_ey), notes
+
+
+def _check_paper_mode(design: Design, config: ModelConfig) -> None:
+    if not config.paper_mode:
+        return
+    ex = np.asarray(config.fixed_Ex, dtype=float)
+    ey = np.asarray(config.fixed_Ey, dtype=float)
+    if ex.shape != (design.n_conditions,) or ey.shape != (design.n_conditions,):
+        raise UserInputError(f"paper mode needs one fixed Ex and Ey per condition ({design.n_conditions})")
+    below = ex >= design.cond_min_x
+    if below.any():
+        c = int(np.flatnonzero(below)[0])
+        raise UserInputError(
+            f"condition {design.conditions['condition'][c]}: losses below the fitted floor (x min "
+            f"{design.cond_min_x[c]:.4f} <= fixed Ex {ex[c]:.4f}); the two-stage fit failed for it — "
+            "use the full model instead of --paper-mode"
+        )
+
+
+def fit(
+    design: Design,
+    config: ModelConfig | None = None,
+    *,
+    method: str = "nuts",
+    chains: int = DEFAULT_CHAINS,
+    draws: int = 1000,
+    warmup: int = 1000,
+    seed: int = 0,
+    target_accept: float = 0.9,
+    max_tree_depth: int = 10,
+    dense_mass: bool = True,
+    progress: bool = False,
+) -> Posterior:
+    """Fit the model to a design by NUTS (``method='nuts'``) or SVI (``method='approx'``).
+
+    Same design, config and seed give identical numbers.
+    """
+    config = config or ModelConfig()
+    _check_paper_mode(design, config)
+    data = ModelData.from_design(design, config)
+    coords, dims = _coords_dims(design)
+    t0 = time.perf_counter()
+    if method == "nuts":
+        init = _baseline_init(design, config)
+        model = functools.partial(l2l_model, data, config)
+        kernel = NUTS(
+            model,
+            target_accept_prob=target_accept,
+            max_tree_depth=max_tree_depth,
+            dense_mass=dense_mass,
+            init_strategy=init_to_value(values=init),
+        )
+        n_dev = jax.local_device_count()
+        mcmc = MCMC(
+            kernel,
+            num_warmup=warmup,
+            num_samples=draws,
+            num_chains=chains,
+            chain_method="parallel" if n_dev >= chains else "sequential",
+            progress_bar=progress,
+        )
+        mcmc.run(jax.random.PRNGKey(seed), extra_fields=("diverging", "num_steps", "energy"))
+        prior = Predictive(l2l_model, num_samples=2000)(
+            jax.random.PRNGKey(seed + 1), _prior_data(data), config
+        )
+        dt = az.from_numpyro(mcmc, prior=prior, log_likelihood=True, coords=coords, dims=dims)
+    elif method == "approx":
+        dt = _fit_approx(data, config, draws=max(draws, 1000) * 2, seed=seed, coords=coords, dims=dims)
+    else:
+        raise UserInputError(f"unknown method '{method}'; use nuts or approx")
+    wall = time.perf_counter() - t0
+    post = Posterior(
+        dt=dt,
+        design=design,
+        config=config,
+        method=method,
+        settings={
+            "chains": chains if method == "nuts" else 1,
+            "draws": draws,
+            "warmup": warmup,
+            "seed": seed,
+            "target_accept": target_accept,
+            "max_tree_depth": max_tree_depth,
+            "compute_component": compute_enabled(design, config),
+        },
+        wall_time_s=wall,
+    )
+    post.diagnostics = diagnose(post)
+    post.identification = identification(post)
+    return post
+
+
+def _prior_data(data: ModelData) -> ModelData:
+    from dataclasses import replace
+
+    return replace(data, y=None)
+
+
+def _fit_approx(data: ModelData, config: ModelConfig, *, draws: int, seed: int, coords, dims):  # noqa: ANN001
+    """SVI with a full-rank Gaussian guide (AutoMultivariateNormal): minutes -> seconds, no R-hat."""
+    import optax  # noqa: F401 - numpyro.optim wraps optax; import to fail clearly if missing
+    from numpyro.optim import Adam
+
+    guide = AutoMultivariateNormal(l2l_model, init_loc_fn=init_to_value(values={}))
+    svi = SVI(l2l_model, guide, Adam(0.01), Trace_ELBO())
+    result = svi.run(jax.random.PRNGKey(seed), 4000, data, config, progress_bar=False)
+    key = jax.random.PRNGKey(seed + 2)
+    samples = Predictive(l2l_model, guide=guide, params=result.params, num_samples=draws)(key, data, config)
+    samples.pop("y", None)
+    samples.pop("x_obs", None)
+    post = {k: np.asarray(v)[None] for k, v in samples.items()}
+    ll = numpyro.infer.log_likelihood(l2l_model, {k: np.asarray(v) for k, v in samples.items()}, data, config)
+    prior = Predictive(l2l_model, num_samples=2000)(jax.random.PRNGKey(seed + 1), _prior_data(data), config)
+    prior_d = {k: np.asarray(v)[None] for k, v in prior.items() if k not in ("y", "x_obs")}
+    losses = np.asarray(result.losses)
+    dt = az.from_dict(
+        {
+            "posterior": post,
+            "prior": prior_d,
+            "log_likelihood": {k: np.asarray(v)[None] for k, v in ll.items()},
+            "observed_data": {"y": np.asarray(data.y)},
+            "sample_stats": {"elbo_final": np.full((1, draws), -float(np.mean(losses[-200:])))},
+        },
+        coords=coords,
+        dims=dims,
+    )
+    dt.attrs["elbo_rel_change_last_10pct"] = float(
+        abs(np.mean(losses[-400:-200]) - np.mean(losses[-200:])) / max(abs(np.mean(losses[-200:])), 1e-9)
+    )
+    return dt
+
+
+# ---------------------------------------------------------------------------------------------------------
+def diagnose(post: Posterior) -> dict[str, Any]:
+    """R-hat, bulk/tail ESS, divergences, BFMI and tree-depth saturation; ``ok`` and the reasons if not."""
+    dt = post.dt
+    names = [v for v in SUMMARY_VARS if v in dt["posterior"]]
+    out: dict[str, Any] = {"method": post.method}
+    if post.method != "nuts":
+        out.update(
+            {
+                "max_rhat": None,
+                "min_ess_bulk": None,
+                "min_ess_tail": None,
+                "divergences": None,
+                "ok": True,
+                "problems": [],
+                "note": "approximate posterior (SVI, full-rank Gaussian): no sampler diagnostics; "
+                "intervals can be too narrow on non-Gaussian posteriors — confirm with --method nuts",
+            }
+        )
+        return out
+    summ = az.summary(dt, var_names=names, kind="diagnostics", round_to="none")
+    # Deterministic transforms of constants (e.g. paper-mode Ex) have no variance: R-hat is NaN there.
+    rhat = summ["r_hat"].astype(float)
+    out["max_rhat"] = float(np.nanmax(rhat.to_numpy())) if rhat.notna().any() else None
+    out["worst_rhat"] = str(rhat.idxmax()) if rhat.notna().any() else None
+    ess_b = summ["ess_bulk"].astype(float)
+    ess_t = summ["ess_tail"].astype(float)
+    out["min_ess_bulk"] = float(np.nanmin(ess_b)) if ess_b.notna().any() else None
+    out["min_ess_tail"] = float(np.nanmin(ess_t)) if ess_t.notna().any() else None
+    out["divergences"] = int(np.asarray(dt["sample_stats"]["diverging"].values).sum())
+    out["min_bfmi"] = (
+        float(np.asarray(az.bfmi(dt)["energy"].values).min()) if "energy" in dt["sample_stats"] else None
+    )
+    stats = dt["sample_stats"]
+    if "reached_max_tree_depth" in stats:
+        out["tree_depth_saturation"] = float(np.asarray(stats["reached_max_tree_depth"].values).mean())
+    n_total = int(np.asarray(stats["diverging"].values).size)
+    out["wall_time_s"] = post.wall_time_s
+    out["ess_bulk_per_s"] = (out["min_ess_bulk"] or 0) / post.wall_time_s if post.wall_time_s else None
+    problems = []
+    if out["max_rhat"] is not None and out["max_rhat"] > RHAT_MAX:
+        problems.append(f"R-hat {out['max_rhat']:.3f} > {RHAT_MAX} ({out['worst_rhat']})")
+    if out["min_ess_bulk"] is not None and out["min_ess_bulk"] < min(ESS_MIN, n_total / 4):
+        problems.append(f"bulk ESS {out['min_ess_bulk']:.0f} < {min(ESS_MIN, n_total / 4):.0f}")
+    if out["min_ess_tail"] is not None and out["min_ess_tail"] < min(ESS_MIN, n_total / 4):
+        problems.append(f"tail ESS {out['min_ess_tail']:.0f} < {min(ESS_MIN, n_total / 4):.0f}")
+    if out["divergences"] > 0:
+        problems.append(f"{out['divergences']} divergent transitions")
+    if out.get("min_bfmi") is not None and out["min_bfmi"] < 0.3:
+        problems.append(f"BFMI {out['min_bfmi']:.2f} < 0.3")
+    out["problems"] = problems
+    out["ok"] = not problems
+    return out
+
+
+LOG_SCALE_VARS = ("K", "kappa")
+
+
+def identification(post: Posterior) -> pd.DataFrame:
+    """Prior-to-posterior contraction per scalar quantity and a flag.
+
+    contraction = 1 - (w_post / w_prior)^2 with w the width of the central 90% interval (on the log scale
+    for K and kappa); it equals 1 - var_post/var_prior for Gaussians but is robust to the heavy tails of
+    derived priors. ``identified`` (>= 0.75: the posterior interval is at most half the prior's), ``weak``
+    (0.3-0.75), ``not identified`` (< 0.3: the prior, not the data, sets the interval), ``fixed`` (a constant).
+    """
+    rows = {}
+    if "prior" not in post.dt.children:
+        return pd.DataFrame(columns=["contraction", "identified"])
+    for var in ("K", "kappa", "Ex", "Ey", *EFFECT_VARS):
+        if var not in post.dt["posterior"] or var not in post.dt["prior"]:
+            continue
+        p_arr = _flat(post.dt["posterior"][var])
+        q_arr = _flat(post.dt["prior"][var])
+        if var in LOG_SCALE_VARS:
+            p_arr, q_arr = np.log(np.clip(p_arr, 1e-300, None)), np.log(np.clip(q_arr, 1e-300, None))
+        extra = [d for d in post.dt["posterior"][var].dims if d not in ("chain", "draw")]
+        labels = post.dt["posterior"][var][extra[0]].values if extra else [None]
+        for j, label in enumerate(labels):
+            name = var if label is None else f"{var}[{label}]"
+            rows[name] = _contraction(p_arr[:, j], q_arr[:, j])
+    df = pd.DataFrame({"contraction": pd.Series(rows, dtype=float)})
+    df["identified"] = np.select(
+        [df["contraction"].isna(), df["contraction"] >= IDENTIFIED, df["contraction"] >= WEAK],
+        ["fixed", "identified", "weak"],
+        "not identified",
+    )
+    return df
+
+
+def _flat(da: xr.DataArray) -> np.ndarray:
+    arr = np.asarray(da.values, dtype=float)
+    return arr.reshape(arr.shape[0] * arr.shape[1], -1)
+
+
+def _contraction(post: np.ndarray, prior: np.ndarray) -> float:
+    w_prior = np.subtract(*np.nanquantile(prior, [0.95, 0.05]))
+    if not np.isfinite(w_prior) or w_prior <= 1e-12:
+        return float("nan")
+    w_post = np.subtract(*np.nanquantile(post, [0.95, 0.05]))
+    return float(1.0 - (w_post / w_prior) ** 2)
+
+
+def prior_check(post: Posterior) -> dict[str, Any]:
+    """Prior-predictive check: are the priors' implied losses plausible and do they cover the data?
+
+    Reports the share of prior-predictive y draws inside (0, 20] nats (plausible losses), and the share of
+    observed points inside their prior-predictive 90% interval (should be close to 1: priors wide enough).
+    """
+    if "prior_predictive" not in post.dt.children or "y" not in post.dt["prior_predictive"]:
+        return {"available": False}
+    draws = np.asarray(post.dt["prior_predictive"]["y"].values).reshape(-1, len(post.design.points))
+    lo, hi = np.nanquantile(draws, [0.05, 0.95], axis=0)
+    y = post.design.y
+    return {
+        "available": True,
+        "plausible_share": float(np.mean((draws > 0) & (draws <= 20))),
+        "observed_in_prior_90": float(np.mean((y >= lo) & (y <= hi))),
+        "prior_y_median_range": [float(np.nanmedian(lo)), float(np.nanmedian(hi))],
+    }
+
+
+def summary_table(post: Posterior, ci_prob: float = 0.9) -> pd.DataFrame:
+    """Compact summary: mean, sd, HDI bounds, R-hat, ESS, contraction and identification flag per quantity."""
+    summ = post.summary(ci_prob=ci_prob)
+    lo_col = next(c for c in summ.columns if str(c).endswith("%") or "lb" in str(c) or "hdi" in str(c))
+    cols = list(summ.columns)
+    hi_col = cols[cols.index(lo_col) + 1]
+    out = pd.DataFrame(
+        {
+            "mean": summ["mean"].astype(float),
+            "sd": summ["sd"].astype(float),
+            "lo": summ[lo_col].astype(float),
+            "hi": summ[hi_col].astype(float),
+        }
+    )
+    for col in ("r_hat", "ess_bulk", "ess_tail", "contraction", "identified"):
+        if col in summ:
+            out[col] = summ[col]
+    return out

@@ -1,0 +1,252 @@
+"""The hierarchical loss-to-loss model, as a plain NumPyro function of a :class:`~bayes_l2l.design.Design`.
+
+For condition c (one combination of factor levels), run r and checkpoint i:
+
+    y_i = K_c * (x_i - Ex_c) ** kappa_c + Ey_c + b_r + noise_i
+
+Each condition's curve is parametrised by four nonlinear parameters, each a base value plus one effect per
+non-base level of each factor (brms style: one linear predictor per nonlinear parameter, X_c = indicators
+of condition c's non-base levels):
+
+    h_c         = base_h        + X_c . d_h         height of the curve at the reference x_ref (nats)
+    log s_c     = base_logs     + X_c . d_logs      log slope dy/dx at x_ref
+    log kappa_c = base_logkappa + X_c . d_logkappa
+    u_c         = base_u        + X_c . d_u,        Ex_c = min_x_c - exp(u_c)   (keeps Ex_c < min x_c)
+
+and K_c = s_c g_c^(1 - kappa_c) / kappa_c, Ey_c = h_c - s_c g_c / kappa_c with g_c = x_ref - Ex_c. This is the
+same law as the (log K, log kappa, Ex, Ey) form, but its parameters are the ones the data identify (height
+and slope where the conditions have data), which removes the K-Ey-Ex ridge that makes NUTS saturate its
+tree depth in the naive form (docs/priors.md has the measurements). Δ log K, Δ log kappa, Δ Ex and Δ Ey of
+every contrast are reported as derived quantities. Effects have zero-centred Normal priors (shrinkage
+towards "this factor does not move this parameter"); ``effect_prior='hierarchical'`` instead learns one
+scale per (parameter, factor). b_r ~ Normal(0, sigma_run) are run offsets (checkpoints of one run share
+them). The noise is Student-t with learned degrees of freedom (robust to early checkpoints that deviate
+from the law), and points can be down-weighted (early checkpoints).
+
+Identification of E comes only from stated information: pooling across conditions that share effects, runs
+of several sizes, the optional joint compute-to-loss component (x_i ~ Ex_c + ((A/N)^(alpha/beta) + B/D)^beta)
+when N and D are known, user priors on E, or paper mode (Ex, Ey fixed from the two-stage fit; then the
+linear predictors are on log K and log kappa directly).
+Every prior and its reason is in docs/priors.md.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import jax.numpy as jnp
+import numpy as np
+import numpyro
+import numpyro.distributions as dist
+
+from bayes_l2l.design import Design
+
+PARAMS: tuple[str, ...] = ("h", "logs", "logkappa", "u")
+PAPER_PARAMS: tuple[str, ...] = ("logK", "logkappa")
+"""Latent scales of the four nonlinear parameters: h = curve height at x_ref (nats), logs = log slope
+dy/dx at x_ref, logkappa = log kappa, u = log(min_x_c - Ex_c) (log nats). K and Ey follow from them."""
+
+
+@dataclass(eq=False)
+class ModelConfig:
+    """Prior scales and model options (defaults and their reasons: docs/priors.md)."""
+
+    effect_scale: dict[str, float] = field(
+        default_factory=lambda: {"h": 0.3, "logs": 0.3, "logkappa": 0.3, "u": 0.5, "logK": 0.5}
+    )
+    base_sd: dict[str, float] = field(
+        default_factory=lambda: {"h": 1.0, "logs": 1.0, "logkappa": 0.5, "u": 1.0, "logK": 1.0}
+    )
+    gap_prior_median: float = 0.5
+    """Prior median of min_x - Ex (nats)."""
+    run_sd_scale: float = 0.03
+    """HalfNormal scale of the run-to-run offset sd (nats)."""
+    noise_scale: float = 0.1
+    """HalfNormal scale of the checkpoint noise (nats)."""
+    effect_prior: str = "normal"
+    """'hierarchical': d = tau[factor] * z, tau ~ HalfNormal(scale); 'normal': d ~ Normal(0, scale)."""
+    nu: float | None = None
+    """Student-t degrees of freedom; None = learned with a Gamma(2, 0.1) prior."""
+    use_compute: bool | str = "auto"
+    """Joint compute-to-loss component: True, False, or 'auto' (on when N, D known and N varies)."""
+    prior_Ex: tuple[float, float] | None = None
+    """User prior (mean, sd) on the base condition's Ex (nats)."""
+    prior_Ey: tuple[float, float] | None = None
+    fixed_Ex: list[float] | None = None
+    """Paper mode: Ex per condition fixed (from the two-stage fit) instead of sampled."""
+    fixed_Ey: list[float] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ModelConfig:
+        d = dict(d)
+        for k in ("prior_Ex", "prior_Ey"):
+            if d.get(k) is not None:
+                d[k] = tuple(d[k])
+        return cls(**d)
+
+    @property
+    def paper_mode(self) -> bool:
+        return self.fixed_Ex is not None
+
+    @property
+    def params(self) -> tuple[str, ...]:
+        """Names of the linear predictors of this configuration."""
+        return PAPER_PARAMS if self.paper_mode else PARAMS
+
+
+def compute_enabled(design: Design, config: ModelConfig) -> bool:
+    """Whether the joint compute-to-loss component is used for this design."""
+    if config.paper_mode or config.use_compute is False:
+        return False
+    ok = design.has_compute and (np.unique(design.params).size > 1)
+    if config.use_compute is True and not ok:
+        from bayes_l2l.errors import UserInputError
+
+        raise UserInputError(
+            "the compute-to-loss component needs params N and tokens D on every checkpoint, with N varying; "
+            "this selection lacks them (use --no-compute, or import a table with params and tokens)"
+        )
+    return bool(ok)
+
+
+@dataclass(eq=False)
+class ModelData:
+    """The design as jax arrays plus the constants the priors need."""
+
+    x: jnp.ndarray
+    y: jnp.ndarray | None
+    weight: jnp.ndarray
+    cond: jnp.ndarray
+    run: jnp.ndarray
+    X: jnp.ndarray
+    effect_factor: jnp.ndarray
+    n_factors: int
+    n_runs: int
+    min_x: jnp.ndarray
+    x_ref: float
+    h_center: float
+    logs_center: float
+    log_n: jnp.ndarray | None
+    log_d: jnp.ndarray | None
+    log_n_center: float
+    log_d_center: float
+    base_cond: int = 0
+    downweighted: bool = False
+
+    @classmethod
+    def from_design(cls, design: Design, config: ModelConfig, with_y: bool = True) -> ModelData:
+        use_c = compute_enabled(design, config)
+        log_n = np.log(design.params) if use_c else None
+        log_d = np.log(design.tokens) if use_c else None
+        return cls(
+            x=jnp.asarray(design.x),
+            y=jnp.asarray(design.y) if with_y else None,
+            weight=jnp.asarray(design.weight),
+            cond=jnp.asarray(design.cond_idx),
+            run=jnp.asarray(design.run_idx),
+            X=jnp.asarray(design.effect_matrix),
+            effect_factor=jnp.asarray(design.effect_factor_idx),
+            n_factors=max(len(design.factor_levels), 1),
+            n_runs=design.n_runs,
+            min_x=jnp.asarray(design.cond_min_x),
+            x_ref=design.x_ref,
+            h_center=float(np.median(design.y)),
+            logs_center=design.slope_center,
+            log_n=None if log_n is None else jnp.asarray(log_n),
+            log_d=None if log_d is None else jnp.asarray(log_d),
+            log_n_center=float(np.median(log_n)) if log_n is not None else 0.0,
+            log_d_center=float(np.median(log_d)) if log_d is not None else 0.0,
+            downweighted=bool((design.weight != 1.0).any()),
+        )
+
+
+def _linear_predictor(name: str, data: ModelData, config: ModelConfig, center: float) -> jnp.ndarray:
+    """base + X . (tau[factor] * z) for one nonlinear parameter; records base, tau, z and the effects."""
+    base = numpyro.sample(f"base_{name}", dist.Normal(center, config.base_sd[name]))
+    n_eff = data.X.shape[1]
+    if n_eff == 0:
+        return jnp.full((data.X.shape[0],), base)
+    if config.effect_prior == "normal":
+        effect = numpyro.sample(
+            f"d_{name}", dist.Normal(0.0, config.effect_scale[name]).expand([n_eff]).to_event(1)
+        )
+        return base + data.X @ effect
+    tau = numpyro.sample(
+        f"tau_{name}", dist.HalfNormal(config.effect_scale[name]).expand([data.n_factors]).to_event(1)
+    )
+    z = numpyro.sample(f"z_{name}", dist.Normal(0.0, 1.0).expand([n_eff]).to_event(1))
+    effect = numpyro.deterministic(f"d_{name}", tau[data.effect_factor] * z)
+    return base + data.X @ effect
+
+
+def l2l_model(data: ModelData, config: ModelConfig) -> None:
+    """The NumPyro model. Deterministic sites K, kappa, Ex, Ey (per condition)."""
+    if config.paper_mode:
+        k = numpyro.deterministic("K", jnp.exp(_linear_predictor("logK", data, config, 0.0)))
+        kappa = numpyro.deterministic("kappa", jnp.exp(_linear_predictor("logkappa", data, config, 0.0)))
+        ex = numpyro.deterministic("Ex", jnp.asarray(config.fixed_Ex))
+        ey = numpyro.deterministic("Ey", jnp.asarray(config.fixed_Ey))
+        g_ref = data.x_ref - ex
+        h = k * jnp.exp(kappa * jnp.log(g_ref)) + ey
+        amp = h - ey
+    else:
+        h = _linear_predictor("h", data, config, data.h_center)
+        slope = jnp.exp(_linear_predictor("logs", data, config, data.logs_center))
+        kappa = numpyro.deterministic("kappa", jnp.exp(_linear_predictor("logkappa", data, config, 0.0)))
+        u = _linear_predictor("u", data, config, float(np.log(config.gap_prior_median)))
+        ex = numpyro.deterministic("Ex", data.min_x - jnp.exp(u))
+        g_ref = data.x_ref - ex  # > 0 because x_ref >= max_c min_x_c > Ex_c
+        amp = slope * g_ref / kappa  # = K * g_ref**kappa, the curve's height above Ey at x_ref
+        k = numpyro.deterministic("K", amp / jnp.exp(kappa * jnp.log(g_ref)))
+        ey = numpyro.deterministic("Ey", h - amp)
+        if config.prior_Ex is not None:
+            numpyro.factor("user_prior_Ex", dist.Normal(*config.prior_Ex).log_prob(ex[data.base_cond]))
+        if config.prior_Ey is not None:
+            numpyro.factor("user_prior_Ey", dist.Normal(*config.prior_Ey).log_prob(ey[data.base_cond]))
+
+    sigma_run = numpyro.sample("sigma_run", dist.HalfNormal(config.run_sd_scale))
+    z_run = numpyro.sample("z_run", dist.Normal(0.0, 1.0).expand([data.n_runs]).to_event(1))
+    run_offset = numpyro.deterministic("run_offset", sigma_run * z_run)
+
+    c = data.cond
+    rel = jnp.clip((data.x - ex[c]) / g_ref[c], 1e-12)
+    mu = h[c] + amp[c] * (jnp.exp(kappa[c] * jnp.log(rel)) - 1.0) + run_offset[data.run]
+    sigma = numpyro.sample("sigma", dist.HalfNormal(config.noise_scale))
+    nu = config.nu if config.nu is not None else numpyro.sample("nu", dist.Gamma(2.0, 0.1))
+
+    if data.log_n is not None and data.log_d is not None:
+        _compute_component(data, ex)
+
+    likelihood = dist.StudentT(nu, mu, sigma)
+    numpyro.sample("y", likelihood, obs=data.y)
+    if data.y is not None and data.downweighted:
+        # Down-weighted (early) checkpoints: add (w - 1) * log p so that each point counts w times; the
+        # "y" site keeps the unweighted pointwise log-likelihood that LOO needs.
+        numpyro.factor("early_weight", jnp.sum((data.weight - 1.0) * likelihood.log_prob(data.y)))
+
+
+def _compute_component(data: ModelData, ex: jnp.ndarray) -> None:
+    """x_i ~ Normal(Ex_c + ((A/N)^(alpha/beta) + B/D)^beta, sigma_x): the compute-to-loss law sharing Ex."""
+    # A and B are parametrised relative to the median N and D, so log_a, log_b are O(1).
+    log_a = numpyro.sample("cl_log_a", dist.Normal(-2.0, 3.0))
+    log_b = numpyro.sample("cl_log_b", dist.Normal(-2.0, 3.0))
+    alpha = numpyro.sample("cl_alpha", dist.LogNormal(np.log(0.3), 0.5))
+    beta = numpyro.sample("cl_beta", dist.LogNormal(np.log(0.3), 0.5))
+    term_n = jnp.exp((alpha / beta) * (log_a + data.log_n_center - data.log_n))
+    term_d = jnp.exp(log_b + data.log_d_center - data.log_d)
+    x_hat = ex[data.cond] + jnp.exp(beta * jnp.log(term_n + term_d))
+    sigma_x = numpyro.sample("cl_sigma_x", dist.HalfNormal(0.1))
+    numpyro.sample("x_obs", dist.Normal(x_hat, sigma_x), obs=data.x)
+
+
+def curve(x: np.ndarray, K: np.ndarray, kappa: np.ndarray, Ex: np.ndarray, Ey: np.ndarray) -> np.ndarray:
+    """Evaluate the law on draws: params of shape (S,), x of shape (G,) -> (S, G); NaN where x <= Ex."""
+    x = np.asarray(x, dtype=float)[None, :]
+    gap = x - np.asarray(Ex, dtype=float)[:, None]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = np.asarray(K)[:, None] * np.power(gap, np.asarray(kappa)[:, None]) + np.asarray(Ey)[:, None]
+    return np.where(gap > 0, out, np.nan)
