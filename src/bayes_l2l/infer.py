@@ -288,7 +288,7 @@ def fit(
     draws: int = 1000,
     warmup: int = 1000,
     seed: int = 0,
-    target_accept: float = 0.9,
+    target_accept: float = 0.95,
     max_tree_depth: int = 10,
     dense_mass: bool = True,
     progress: bool = False,
