@@ -24,11 +24,11 @@ def test_acceptance_import_then_inspect_paper_table(shared, tmp_path: Path, caps
     out = tmp_path / "t.parquet"
     assert main(["import", "--format", "llm-line", str(src), "-o", str(out)]) == 0
     captured = capsys.readouterr()
-    assert "128 checkpoints of 27 runs" in captured.out
-    assert "warning:" in captured.err and "kept exactly one copy" in captured.err
+    assert "129 checkpoints of 27 runs" in captured.out
+    assert "warning:" in captured.err and "one measurement recorded twice" in captured.err
     assert main(["inspect", str(out), "--json"]) == 0
     info = _json(capsys)
-    assert info["checkpoints"] == 128  # 129 rows, one duplicated measurement kept once
+    assert info["checkpoints"] == 129  # every row; the repeated measurement is reported, not dropped
     assert info["runs"] == 27
     metrics = {(m["metric"], m["unit"]) for m in info["metrics"]}
     for corpus in ("c4", "pile_uc", "refinedweb", "slimpajama", "fineweb_edu"):
@@ -46,19 +46,21 @@ def test_acceptance_import_then_inspect_paper_table(shared, tmp_path: Path, caps
         "test/openbookqa",
     }
     lv = {f: d["levels"] for f, d in info["factors"].items()}
-    assert lv["architecture"] == {"Llama": 60, "olmo": 46, "GPT": 12, "Mamba": 5, "Mamba2": 5}
+    assert lv["architecture"] == {"Llama": 61, "olmo": 46, "GPT": 12, "Mamba": 5, "Mamba2": 5}
     assert lv["pretraining_data"] == {
         "Dolma": 46,
         "C4": 26,
         "The Pile": 22,
-        "FineWeb-Edu": 17,
+        "FineWeb-Edu": 18,
         "The Pile Deduped": 17,
     }
-    assert lv["tokenizer"] == {"gpt2-HF": 64, "<unknown>": 46, "gpt-neox": 18}
-    assert info["missing"]["tokenizer"] == 46 and info["missing"]["step"] == 70
+    assert lv["tokenizer"] == {"gpt2-HF": 65, "<unknown>": 46, "gpt-neox": 18}
+    assert info["missing"]["tokenizer"] == 46 and info["missing"]["step"] == 71
     text = "\n".join(info["warnings"])
     for needle in (
-        "duplicate measurement in run HuggingFaceFW/ablation-model-fineweb-edu",
+        "duplicate measurement in run HuggingFaceFW/ablation-model-fineweb-edu: data row 26 "
+        "(checkpoint 'final') and data row 69 (checkpoint 'step130000')",
+        "fits (`bayes-l2l fit`) drop the repeated measurement",
         "16-token windows",
         "off-by-one",
         "HuggingFaceFW/ablation-model-c4 @ step20000, step135000",
@@ -79,7 +81,8 @@ def test_acceptance_import_then_inspect_paper_table(shared, tmp_path: Path, caps
         "versus": "C4",
         "matched_on": [{"tokenizer": "gpt2-HF", "architecture": "Llama"}],
     } in pairs
-    assert not any(f.startswith("flag_") for f in info["contrast_factors"])
+    assert not any(f.startswith("flag_") for f in [*info["contrast_factors"], *info["factors"]])
+    assert info["flags"]["flag_intervention_tokenizer"] == {"True": 129}
 
 
 def test_import_json_and_human_inspect(tmp_path: Path, capsys) -> None:
@@ -154,16 +157,11 @@ def test_human_inspect_shows_contrasts(tmp_path: Path, capsys) -> None:
             "does not take --run",
         ),
         (["inspect", "{tmp}/missing.parquet"], "no such file"),
-        pytest.param(
-            ["import", "-f", "lm-eval", "-o", "{tmp}/o.csv"],
-            "Missing",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="cli/__init__.py bug: typer 0.29 vendors click as typer._click, so main()'s "
-                "`except click.ClickException` misses usage errors (missing argument, unknown option): "
-                "they escape with a traceback and exit 1 instead of exit 2",
-            ),
-        ),
+        (["import", "-f", "lm-eval", "-o", "{tmp}/o.csv"], "Missing argument 'paths'"),
+        (["import", "{tmp}/x.csv", "-o", "{tmp}/o.csv"], "Missing option '--format'"),
+        (["inspect", "{tmp}/t.parquet", "--bogus"], "No such option: --bogus"),
+        (["no-such-command"], "No such command 'no-such-command'"),
+        (["inspect", "{tmp}/[nats/token].parquet"], "[nats/token].parquet: no such file"),
     ],
 )
 def test_cli_errors_exit_2_without_traceback(tmp_path: Path, capsys, argv: list[str], message: str) -> None:
@@ -171,6 +169,13 @@ def test_cli_errors_exit_2_without_traceback(tmp_path: Path, capsys, argv: list[
     assert main(args) == 2
     err = capsys.readouterr().err
     assert message in err
+    assert "Traceback" not in err
+
+
+def test_usage_errors_show_the_usage_line(capsys) -> None:
+    assert main(["import", "--bogus"]) == 2
+    err = capsys.readouterr().err
+    assert "Usage: bayes-l2l import [OPTIONS]" in err and "No such option: --bogus" in err
     assert "Traceback" not in err
 
 

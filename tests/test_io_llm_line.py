@@ -41,6 +41,7 @@ def test_layout_and_identity(latest_csv: Path) -> None:
     t = read_llm_line(latest_csv)
     ck = t.checkpoints().set_index(["run", "checkpoint"])
     assert sorted(ck.index) == [
+        ("org/a", "final"),
         ("org/a", "step1000"),
         ("org/a", "step2000"),
         ("org/b", "rev-unknown-row4"),
@@ -56,15 +57,31 @@ def test_layout_and_identity(latest_csv: Path) -> None:
     assert "d_model" not in t.factors  # extra column empty in every row: not imported
 
 
-def test_duplicate_measurement_kept_once_and_reported(latest_csv: Path) -> None:
+def test_duplicate_measurement_kept_as_both_rows_and_reported(latest_csv: Path) -> None:
     t = read_llm_line(latest_csv)
-    a = t.df[t.df["run"] == "org/a"]
-    assert sorted(a["checkpoint"].unique()) == ["step1000", "step2000"]
+    ck = t.checkpoints().set_index(["run", "checkpoint"])
+    assert ck.loc[("org/a", "final"), "tokens"] == 9e6 and pd.isna(ck.loc[("org/a", "final"), "step"])
+    a = t.df[t.df["run"] == "org/a"].pivot_table(
+        index="checkpoint", columns=["metric", "unit"], values="value"
+    )
+    pd.testing.assert_series_equal(a.loc["final"], a.loc["step2000"], check_names=False)
     (warning,) = [w for w in t.warnings if "duplicate measurement" in w]
-    assert "data row 2, data row 3 (checkpoints 'step2000', 'final')" in warning
-    assert "kept exactly one copy, checkpoint 'step2000'" in warning
-    assert "dropped 'final'" in warning
+    assert "in run org/a: data row 2 (checkpoint 'step2000') and data row 3 (checkpoint 'final')" in warning
     assert "tokens 4e+06 vs 9e+06" in warning
+    assert (
+        "one measurement recorded twice: both rows are kept, as checkpoints 'step2000' and 'final'" in warning
+    )
+    assert "fits (`bayes-l2l fit`) drop the repeated measurement" in warning
+
+
+def test_same_step_twice_with_the_same_losses_is_held_once(tmp_path: Path) -> None:
+    p = tmp_path / "twice.csv"
+    p.write_text("\n".join([HEADER, SUBHEADER, ROWS[0], ROWS[0], ROWS[5]]) + "\n")
+    t = read_llm_line(p)
+    assert sorted(t.checkpoints()["checkpoint"]) == ["final", "step1000"]
+    (warning,) = [w for w in t.warnings if "exact duplicate rows" in w]
+    assert "data row 1 (checkpoint 'step1000') and data row 2 (checkpoint 'step1000')" in warning
+    assert "kept once, as checkpoint 'step1000'; data row(s) 2 dropped" in warning
 
 
 def test_unlabelled_rows_get_unique_ids_and_a_warning(latest_csv: Path) -> None:
@@ -111,7 +128,7 @@ def test_single_header_row_variant(tmp_path: Path) -> None:
     header = HEADER.replace("Intervention,Intervention", "Intervention Tokenizer,Intervention Size")
     p.write_text("\n".join([header, *ROWS]) + "\n")
     t = read_llm_line(p)
-    assert len(t.checkpoints()) == 5  # the first data row is not eaten as a second header row
+    assert len(t.checkpoints()) == 6  # the first data row is not eaten as a second header row
 
 
 def test_not_an_llm_line_file(tmp_path: Path) -> None:
@@ -141,11 +158,11 @@ def test_real_latest_table(shared) -> None:
     assert len(raw) == 129  # every data row is read (the second header row is not data)
     t = import_table("llm-line", [path])
     ck = t.checkpoints()
-    # 129 rows minus the FineWeb-Edu 'final' row that repeats step 130000's losses
-    assert len(ck) == 128
+    # every row is a checkpoint, the FineWeb-Edu 'final' row that repeats step 130000's losses included
+    assert len(ck) == 129
     assert ck["run"].nunique() == 27
     assert ck["architecture"].value_counts().to_dict() == {
-        "Llama": 60,
+        "Llama": 61,
         "olmo": 46,
         "GPT": 12,
         "Mamba": 5,
@@ -155,25 +172,29 @@ def test_real_latest_table(shared) -> None:
         "Dolma": 46,
         "C4": 26,
         "The Pile": 22,
+        "FineWeb-Edu": 18,
         "The Pile Deduped": 17,
-        "FineWeb-Edu": 17,
     }
     assert ck["tokenizer"].fillna("<NA>").value_counts().to_dict() == {
-        "gpt2-HF": 64,
+        "gpt2-HF": 65,
         "<NA>": 46,
         "gpt-neox": 18,
     }
-    assert ck.groupby("run").size()["HuggingFaceFW/ablation-model-fineweb-edu"] == 17
+    assert ck.groupby("run").size()["HuggingFaceFW/ablation-model-fineweb-edu"] == 18
     metrics = set(t.metrics)
     assert {"val/c4", "val/pile_uc", "val/refinedweb", "val/slimpajama", "val/fineweb_edu"} <= metrics
     assert {"test/arc_easy", "test/hellaswag", "test/piqa", "test/copa", "test/social_iqa"} <= metrics
     assert "test/mmlu" not in metrics  # empty in the file
     assert t.df["value"].notna().all()
     text = "\n".join(t.warnings)
-    assert "kept exactly one copy, checkpoint 'step130000'" in text
+    assert (
+        "duplicate measurement in run HuggingFaceFW/ablation-model-fineweb-edu: data row 26 (checkpoint "
+        "'final') and data row 69 (checkpoint 'step130000')" in text
+    )
+    assert "both rows are kept, as checkpoints 'final' and 'step130000'" in text
     assert "HuggingFaceFW/ablation-model-c4 @ step20000, step135000" in text  # C4 rows lacking FineWeb-Edu
     assert "allenai/OLMo-1B (19), allenai/OLMo-7B (27)" in text
-    # raw counts of the file match ../shared/data/README.md (the duplicate row included)
+    # the file's raw counts (../shared/data/README.md) are the checkpoint counts
     flat = raw.droplevel(1, axis=1)
     assert flat["Architecture"].value_counts().to_dict() == {
         "Llama": 61,
@@ -193,11 +214,12 @@ def test_real_older_export(shared) -> None:
     path = shared.path("data", "llm_line", "df_hf_pretrained_20250127-100514.csv")
     t = import_table("llm-line", [path])
     ck = t.checkpoints()
-    assert len(ck) == 67  # 68 rows, one exact duplicate
+    assert len(ck) == 68  # 68 rows, two of them the same measurement (kept, reported)
     assert set(ck["architecture"]) == {"Llama", "GPT", "Mamba", "Mamba2"}
     assert "FineWeb-Edu" in set(ck["pretraining_data"])
     assert ck["tokenizer"].isna().all() and ck["step"].isna().all()
     assert "test/mmlu" in t.metrics
     slim = set(t.df.loc[t.df["metric"] == "val/slimpajama", "estimator"])
     assert slim and SLIM_EST not in slim
-    assert any("exact duplicate rows" in w for w in t.warnings)
+    (warning,) = [w for w in t.warnings if "exact duplicate rows" in w]
+    assert "data row 30 (checkpoint 'rev-unknown-row30') and data row 49" in warning

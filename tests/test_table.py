@@ -312,7 +312,7 @@ def test_named_average_values_are_plain_means() -> None:
     )
 
 
-# ------------------------------------------------------------------------------------------- known bugs
+# ------------------------------------------------------------------------------------ units, labels, flags
 def _two_units() -> pd.DataFrame:
     base = {"run": "r", "checkpoint": "c", "metric": "val/c4", "kind": "validation", "estimator": "e"}
     return pd.DataFrame(
@@ -320,26 +320,41 @@ def _two_units() -> pd.DataFrame:
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="table.py bug: wide()/to_xarray() without unit= pivot with aggfunc='first', so a metric stored in "
-    "two units (e.g. llm-line's val/c4 in nats/token AND bits/byte) silently yields whichever row comes "
-    "first; it should raise and ask for unit=",
-)
-def test_wide_refuses_a_metric_in_two_units_without_unit() -> None:
-    t = LossTable.from_frame(_two_units())
-    with pytest.raises(LossTableError):
+def test_wide_and_xarray_refuse_a_metric_in_two_units_without_unit() -> None:
+    df = pd.concat([_two_units(), _two_units().iloc[[0]].assign(metric="val/pile_uc")], ignore_index=True)
+    t = LossTable.from_frame(df, source="two.parquet")
+    with pytest.raises(LossTableError, match=r"two\.parquet: 1 metric\(s\) are stored in two units: val/c4 "
+                       r"\(bits/byte, nats/token\); pass unit="):  # fmt: skip
         t.wide()
+    with pytest.raises(LossTableError, match="pass unit="):
+        t.to_xarray()
+    # a metric selection in one unit needs no unit=; unit= picks the values
+    assert t.wide(metrics=["val/pile_uc"])["val/pile_uc"].tolist() == [3.0]
+    assert t.wide(unit="bits/byte")["val/c4"].tolist() == [1.0]
+    assert t.wide(unit="nats/token")["val/c4"].tolist() == [3.0]
+    assert float(t.to_xarray(unit="bits/byte")["value"].sel(checkpoint_id="r@c", metric="val/c4")) == 1.0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="table.py bug: LossTable.read() parses CSV with type inference, so numeric-looking factor labels "
-    "change ('3e-4' -> '0.0003', '0.10' -> '0.1') and 'NA'/'None' labels become missing; factor columns "
-    "should be read as strings (dtype=str, keep_default_na=False for them)",
-)
 def test_csv_round_trip_keeps_factor_labels_verbatim(tmp_path: Path) -> None:
-    df = _two_units().assign(learning_rate="3e-4", weight_decay="0.10")
-    back = read_table(LossTable.from_frame(df).save(tmp_path / "t.csv"))
-    assert set(back.df["learning_rate"]) == {"3e-4"}
-    assert set(back.df["weight_decay"]) == {"0.10"}
+    labels = {"learning_rate": "3e-4", "weight_decay": "0.10", "optimizer": "NA", "scheduler": "None"}
+    df = _two_units().assign(run="NA", checkpoint="0010", step=10, **labels)
+    t = LossTable.from_frame(df)
+    back = read_table(t.save(tmp_path / "t.csv"))
+    for col, label in labels.items():
+        assert back.df[col].tolist() == [label, label], col
+    assert back.df["run"].tolist() == ["NA", "NA"] and back.df["checkpoint"].tolist() == ["0010", "0010"]
+    assert back.df["step"].dtype == float and back.df["value"].tolist() == [3.0, 1.0]
+    pd.testing.assert_frame_equal(back.df, t.df)
+
+
+def test_flag_columns_are_not_factors_but_must_be_constant_in_a_run() -> None:
+    df = good_frame().assign(flag_intervention_tokenizer=True)
+    t = LossTable.from_frame(df)
+    assert t.factors == ["pretraining_data", "context_length"]
+    assert t.flags == ["flag_intervention_tokenizer"]
+    assert set(t.checkpoints()["flag_intervention_tokenizer"]) == {"True"}
+    df.loc[df["checkpoint"] == "step200", "flag_intervention_tokenizer"] = False
+    with pytest.raises(
+        LossTableError, match="run 'r1' has several values of factor 'flag_intervention_tokenizer'"
+    ):
+        LossTable.from_frame(df)

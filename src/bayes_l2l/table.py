@@ -6,7 +6,8 @@ Schema (long / tidy format, see docs/table.md):
   ``tokens`` (float, tokens seen, NaN = unknown), ``params`` (float, parameter count, NaN = unknown)
 * factors: ``pretraining_data``, ``tokenizer``, ``architecture``, ``context_length``, ``optimizer``,
   ``learning_rate``, ``weight_decay``, ``scheduler``, ``seed`` plus any extra factor column a source has
-  (strings; missing = ``<NA>``)
+  (strings; missing = ``<NA>``); columns named ``flag_*`` are per-run annotations (e.g. the paper's
+  study-membership flags), validated like factors but not listed as factors
 * measurement: ``metric`` (``val/<corpus>`` or ``test/<task>``), ``kind`` (``validation`` | ``test``),
   ``value`` (float), ``unit`` (``nats/token`` | ``bits/byte``), ``estimator`` (str), optional ``n`` (items
   scored) and ``stderr`` (standard error of ``value``, same unit).
@@ -79,6 +80,8 @@ NAMED_AVERAGES: dict[str, tuple[str, ...]] = {
 _MEAN_SPEC = re.compile(r"^mean\((?P<body>[^()]*)\)$")
 
 PARQUET_META_KEY = b"bayes_l2l"
+# Columns named flag_<...> are per-run annotations, not training factors (docs/table.md).
+FLAG_PREFIX = "flag_"
 
 
 def canonical_metric_id(kind_prefix: str, name: str) -> str:
@@ -112,9 +115,7 @@ class LossTable:
 
     # ------------------------------------------------------------------ construction and validation
     @classmethod
-    def from_frame(
-        cls, df: pd.DataFrame, source: str = "<table>", warnings: Iterable[str] = ()
-    ) -> LossTable:
+    def from_frame(cls, df: pd.DataFrame, source: str = "<table>", warnings: Iterable[str] = ()) -> LossTable:
         """Normalise dtypes, validate, and wrap a long-format frame."""
         table = cls(df=_normalise(df, source), source=source, warnings=list(warnings))
         table.validate()
@@ -127,11 +128,20 @@ class LossTable:
     # ------------------------------------------------------------------ descriptive properties
     @property
     def factors(self) -> list[str]:
-        """Factor columns present: the standard ones first, then extras, in column order."""
+        """Factor columns present: the standard ones first, then extras, in column order (no ``flag_*``)."""
         known = set(IDENTITY_COLUMNS) | set(MEASUREMENT_COLUMNS) | set(OPTIONAL_COLUMNS)
         std = [c for c in STANDARD_FACTORS if c in self.df.columns]
-        extra = [c for c in self.df.columns if c not in known and c not in STANDARD_FACTORS]
+        extra = [
+            c
+            for c in self.df.columns
+            if c not in known and c not in STANDARD_FACTORS and not c.startswith(FLAG_PREFIX)
+        ]
         return std + extra
+
+    @property
+    def flags(self) -> list[str]:
+        """Per-run annotation columns (``flag_*``), in column order; constant within a run like factors."""
+        return [c for c in self.df.columns if c.startswith(FLAG_PREFIX)]
 
     @property
     def metrics(self) -> list[str]:
@@ -142,8 +152,8 @@ class LossTable:
         return sorted(self.df["run"].unique().tolist())
 
     def checkpoints(self) -> pd.DataFrame:
-        """One row per (run, checkpoint) with identity and factor columns."""
-        cols = [c for c in IDENTITY_COLUMNS if c in self.df.columns] + self.factors
+        """One row per (run, checkpoint) with identity, factor and flag columns."""
+        cols = [c for c in IDENTITY_COLUMNS if c in self.df.columns] + self.factors + self.flags
         return self.df[cols].drop_duplicates(["run", "checkpoint"]).reset_index(drop=True)
 
     def __len__(self) -> int:
@@ -185,9 +195,7 @@ class LossTable:
             return spec, parts
         return spec, (spec,)
 
-    def metric_series(
-        self, spec: str, *, allow_mixed: bool = False, unit: str | None = None
-    ) -> pd.DataFrame:
+    def metric_series(self, spec: str, *, allow_mixed: bool = False, unit: str | None = None) -> pd.DataFrame:
         """Per-checkpoint values of a metric or an average: columns run, checkpoint, value, unit, estimator.
 
         Averages need every component on a checkpoint (others are dropped, and the count is in
@@ -245,21 +253,44 @@ class LossTable:
         rows["metric"] = average_metric_id(name, parts)
         rows["kind"] = KIND_OF_PREFIX.get(prefix, "validation")
         rows["estimator"] = "mean(" + rows["estimator"] + ")"
-        merged = pd.concat([self.df, rows[[c for c in self.df.columns if c in rows.columns]]], ignore_index=True)
+        merged = pd.concat(
+            [self.df, rows[[c for c in self.df.columns if c in rows.columns]]], ignore_index=True
+        )
         return LossTable(_normalise(merged, self.source), self.source, list(self.warnings))
 
     # ------------------------------------------------------------------ views
     def wide(self, metrics: Sequence[str] | None = None, unit: str | None = None) -> pd.DataFrame:
-        """One row per checkpoint (identity + factors), one column per metric (values)."""
+        """One row per checkpoint (identity + factors), one column per metric (values in their unit).
+
+        Without ``unit`` every selected metric must be stored in one unit only; a metric stored in two
+        (the llm-line table has each in nats/token and bits/byte) raises :class:`LossTableError`.
+        """
         sub = self.df if unit is None else self.df[self.df["unit"] == unit]
         if metrics is not None:
             sub = sub[sub["metric"].isin(list(metrics))]
-        values = sub.pivot_table(index=["run", "checkpoint"], columns="metric", values="value", aggfunc="first")
+        if unit is None:
+            self._refuse_two_units(sub)
+        values = sub.pivot_table(
+            index=["run", "checkpoint"], columns="metric", values="value", aggfunc="first"
+        )
         values.columns.name = None
         return self.checkpoints().merge(values.reset_index(), on=["run", "checkpoint"], how="right")
 
+    def _refuse_two_units(self, sub: pd.DataFrame) -> None:
+        units = sub.groupby("metric")["unit"].agg(lambda s: sorted(set(s.astype(str))))
+        several = units[units.map(len) > 1]
+        if len(several):
+            listed = "; ".join(f"{m} ({', '.join(u)})" for m, u in several.items())
+            raise LossTableError(
+                f"{self.source}: {len(several)} metric(s) are stored in two units: {listed}; "
+                f"pass unit= (one of {', '.join(UNITS)}) to choose which values to use"
+            )
+
     def to_xarray(self, unit: str | None = None):  # -> xarray.Dataset
-        """An ``xarray.Dataset``: variable ``value`` on dims (checkpoint_id, metric), identity as coords."""
+        """An ``xarray.Dataset``: variable ``value`` on dims (checkpoint_id, metric), identity as coords.
+
+        ``unit`` selects one unit; it is required when a metric is stored in two (see :meth:`wide`).
+        """
         import xarray as xr
 
         w = self.wide(unit=unit)
@@ -328,13 +359,17 @@ class LossTable:
                     warnings = list(json.loads(meta).get("warnings", []))
                 df = tbl.to_pandas()
             elif suffix == ".csv":
-                df = pd.read_csv(path)
+                # Every cell as text, so factor labels come back verbatim ('3e-4', '0.10', 'NA');
+                # _normalise converts the numeric columns. Only an empty cell is missing.
+                df = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""])
             else:
                 raise LossTableError(f"{path}: unknown table format '{suffix}'; expected .parquet or .csv")
         except LossTableError:
             raise
         except Exception as exc:  # noqa: BLE001 - any reader failure is a user-facing file problem
-            raise LossTableError(f"{path}: could not be read as {suffix[1:]} ({exc}); is it a loss table?") from exc
+            raise LossTableError(
+                f"{path}: could not be read as {suffix[1:]} ({exc}); is it a loss table?"
+            ) from exc
         return cls.from_frame(df, source=source, warnings=warnings)
 
 
@@ -358,7 +393,8 @@ def _normalise(df: pd.DataFrame, source: str) -> pd.DataFrame:
             if bad.any():
                 first = bad.idxmax()
                 raise LossTableError(
-                    f"{source}: column '{col}', {_row_label(df, first)}: '{df.at[first, col]}' is not a number; "
+                    f"{source}: column '{col}', {_row_label(df, first)}: '{df.at[first, col]}' is not a "
+                    "number; "
                     f"fix the value (use an empty cell for unknown {col})"
                 )
             df[col] = converted.astype(float)
@@ -384,7 +420,9 @@ def _factor_string(v: object) -> object:
 def validate_frame(df: pd.DataFrame, source: str) -> None:
     """Check the schema; raise LossTableError naming file, row/column, what was expected, and the fix."""
     if len(df) == 0:
-        raise LossTableError(f"{source}: the table has no rows; import at least one (checkpoint, metric) value")
+        raise LossTableError(
+            f"{source}: the table has no rows; import at least one (checkpoint, metric) value"
+        )
     missing = [c for c in REQUIRED_COLUMNS if c not in df.columns]
     if missing:
         raise LossTableError(
@@ -397,14 +435,16 @@ def validate_frame(df: pd.DataFrame, source: str) -> None:
             first = empty.idxmax()
             raise LossTableError(
                 f"{source}: column '{col}' is empty in {_row_label(df, first)}"
-                f"{f' and {int(empty.sum()) - 1} more row(s)' if empty.sum() > 1 else ''}; every row needs a {col}"
+                f"{f' and {int(empty.sum()) - 1} more row(s)' if empty.sum() > 1 else ''}; "
+                f"every row needs a {col}"
             )
     bad_metric = ~df["metric"].astype(str).str.match(METRIC_PATTERN)
     if bad_metric.any():
         first = bad_metric.idxmax()
         raise LossTableError(
-            f"{source}: column 'metric', {_row_label(df, first)}: '{df.at[first, 'metric']}' is not a canonical "
-            "metric id; use val/<corpus> or test/<task> in lowercase snake case, e.g. val/c4, test/arc_easy"
+            f"{source}: column 'metric', {_row_label(df, first)}: '{df.at[first, 'metric']}' is not a "
+            "canonical metric id; use val/<corpus> or test/<task> in lowercase snake case, "
+            "e.g. val/c4, test/arc_easy"
         )
     bad_kind = ~df["kind"].isin(KINDS)
     if bad_kind.any():
@@ -425,7 +465,8 @@ def validate_frame(df: pd.DataFrame, source: str) -> None:
     if bad_unit.any():
         first = bad_unit.idxmax()
         raise LossTableError(
-            f"{source}: column 'unit', {_row_label(df, first)}: '{df.at[first, 'unit']}' is not a known unit; "
+            f"{source}: column 'unit', {_row_label(df, first)}: '{df.at[first, 'unit']}' is not a known "
+            "unit; "
             f"use one of {', '.join(UNITS)} (convert accuracies/perplexities to losses first)"
         )
     nan_value = df["value"].isna()
@@ -439,16 +480,18 @@ def validate_frame(df: pd.DataFrame, source: str) -> None:
     inf_value = ~np.isfinite(df["value"].to_numpy(dtype=float))
     if inf_value.any():
         first = df.index[inf_value][0]
-        raise LossTableError(f"{source}: column 'value', {_row_label(df, first)}: value is infinite; fix or drop it")
+        raise LossTableError(
+            f"{source}: column 'value', {_row_label(df, first)}: value is infinite; fix or drop it"
+        )
     for unit, (lo, hi) in PLAUSIBLE_RANGE.items():
         sel = df["unit"] == unit
         out = sel & ((df["value"] <= lo) | (df["value"] > hi))
         if out.any():
             first = out.idxmax()
             raise LossTableError(
-                f"{source}: column 'value', {_row_label(df, first)}: {df.at[first, 'value']!r} {unit} is outside "
-                f"the plausible range ({lo}, {hi}] for a loss; is it an accuracy, a percentage or a perplexity, "
-                "or in another unit? Convert it to a loss in nats/token or bits/byte"
+                f"{source}: column 'value', {_row_label(df, first)}: {df.at[first, 'value']!r} {unit} is "
+                f"outside the plausible range ({lo}, {hi}] for a loss; is it an accuracy, a percentage or a "
+                "perplexity, or in another unit? Convert it to a loss in nats/token or bits/byte"
             )
     for col in NUMERIC_IDENTITY:
         if col in df.columns:
@@ -471,27 +514,30 @@ def validate_frame(df: pd.DataFrame, source: str) -> None:
         if bad_n.any():
             first = bad_n.idxmax()
             raise LossTableError(
-                f"{source}: column 'n', {_row_label(df, first)}: {df.at[first, 'n']!r} must be a positive count"
+                f"{source}: column 'n', {_row_label(df, first)}: {df.at[first, 'n']!r} must be a positive "
+                "count"
             )
     key = ["run", "checkpoint", "metric", "unit"]
     dup = df.duplicated(key, keep=False)
     if dup.any():
         rows = df.index[dup][:2]
         raise LossTableError(
-            f"{source}: duplicate checkpoint rows: {_row_label(df, rows[0])} and {_row_label(df, rows[1])} have the "
-            f"same {', '.join(key)}; drop one, or give them distinct checkpoint ids"
+            f"{source}: duplicate checkpoint rows: {_row_label(df, rows[0])} and {_row_label(df, rows[1])} "
+            f"have the same {', '.join(key)}; drop one, or give them distinct checkpoint ids"
         )
     # Identity and factor labels must be constant within a checkpoint, factor labels within a run.
     factor_cols = [
-        c for c in df.columns if c not in set(IDENTITY_COLUMNS) | set(MEASUREMENT_COLUMNS) | set(OPTIONAL_COLUMNS)
+        c
+        for c in df.columns
+        if c not in set(IDENTITY_COLUMNS) | set(MEASUREMENT_COLUMNS) | set(OPTIONAL_COLUMNS)
     ]
     for col in [c for c in NUMERIC_IDENTITY if c in df.columns]:
         n_levels = df.groupby(["run", "checkpoint"])[col].nunique(dropna=False)
         if (n_levels > 1).any():
             run, ckpt = n_levels[n_levels > 1].index[0]
             raise LossTableError(
-                f"{source}: checkpoint run={run}, checkpoint={ckpt} has different '{col}' values on different rows; "
-                "a checkpoint's identity must be the same on all its metric rows"
+                f"{source}: checkpoint run={run}, checkpoint={ckpt} has different '{col}' values on "
+                "different rows; a checkpoint's identity must be the same on all its metric rows"
             )
     for col in factor_cols:
         n_levels = df.groupby("run")[col].nunique(dropna=False)
@@ -499,8 +545,8 @@ def validate_frame(df: pd.DataFrame, source: str) -> None:
             run = n_levels[n_levels > 1].index[0]
             levels = sorted(df.loc[df["run"] == run, col].astype(str).unique())
             raise LossTableError(
-                f"{source}: run '{run}' has several values of factor '{col}' ({', '.join(levels)}); factor labels "
-                "must be constant within a run: split it into separate runs"
+                f"{source}: run '{run}' has several values of factor '{col}' ({', '.join(levels)}); "
+                "factor labels must be constant within a run: split it into separate runs"
             )
 
 

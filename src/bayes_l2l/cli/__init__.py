@@ -14,6 +14,7 @@ import sys
 
 import click
 import typer
+from rich.markup import escape
 
 from bayes_l2l.cli.common import app, err_console
 from bayes_l2l.errors import DiagnosticsError, UserInputError
@@ -25,6 +26,17 @@ for _name in _COMMAND_MODULES:
 
 EXIT_BAD_INPUT = 2
 EXIT_DIAGNOSTICS = 3
+EXIT_ABORTED = 130
+
+# typer >= 0.29 bundles its own click (typer._click) beside the real one, with its own usage errors and
+# its own Exit/Abort (RuntimeError subclasses); older typer re-exports click's. Catch both families.
+try:
+    from typer._click.exceptions import ClickException as _TyperClickException
+except ImportError:  # pragma: no cover - typer < 0.29 uses click itself
+    _TyperClickException = click.ClickException
+_ABORTS = (click.exceptions.Abort, typer.Abort)
+_EXITS = (click.exceptions.Exit, typer.Exit)
+_CLICK_ERRORS = (click.ClickException, _TyperClickException)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -33,21 +45,21 @@ def main(argv: list[str] | None = None) -> int:
         rv = app(args=argv, standalone_mode=False, prog_name="bayes-l2l")
         code = rv if isinstance(rv, int) else 0
     except UserInputError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         code = EXIT_BAD_INPUT
     except DiagnosticsError as exc:
-        err_console.print(f"[bold yellow]diagnostics failed:[/] {exc}", highlight=False, soft_wrap=True)
+        err_console.print(
+            f"[bold yellow]diagnostics failed:[/] {escape(str(exc))}", highlight=False, soft_wrap=True
+        )
         code = EXIT_DIAGNOSTICS
-    except click.exceptions.Abort:
+    except _ABORTS:
         err_console.print("aborted")
-        code = 130
-    except click.exceptions.Exit as exc:
+        code = EXIT_ABORTED
+    except _EXITS as exc:
         code = exc.exit_code
-    except click.ClickException as exc:
+    except _CLICK_ERRORS as exc:  # usage errors: unknown option, missing argument, bad value
         exc.show(file=sys.stderr)
         code = EXIT_BAD_INPUT
-    except typer.Exit as exc:  # pragma: no cover - typer re-exports click's Exit
-        code = exc.exit_code
     if argv is None:
         sys.exit(code)
     return code

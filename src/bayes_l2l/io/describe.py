@@ -2,7 +2,8 @@
 
 :func:`describe` returns a JSON-able dict; ``bayes-l2l inspect`` renders it. Counts of factor levels are
 counts of CHECKPOINTS. Columns whose names start with ``flag_`` are per-run annotations (e.g. the paper's
-study-membership flags): listed with the factors but left out of contrasts.
+study-membership flags): not factors (:attr:`LossTable.factors` leaves them out), listed under ``flags`` and
+left out of contrasts.
 """
 
 from __future__ import annotations
@@ -14,15 +15,13 @@ import pandas as pd
 from bayes_l2l.contrasts import MISSING_LEVEL, default_base, matched_contrasts
 from bayes_l2l.table import NUMERIC_IDENTITY, LossTable
 
-FLAG_PREFIX = "flag_"
-
 
 def describe(table: LossTable) -> dict[str, Any]:
     """Summary of ``table`` as plain Python data (see the module docstring)."""
     ckpts = table.checkpoints()
     factors = table.factors
     levels = {f: _levels(ckpts[f]) for f in factors}
-    contrast_factors = [f for f in factors if not f.startswith(FLAG_PREFIX) and len(levels[f]) >= 2]
+    contrast_factors = [f for f in factors if len(levels[f]) >= 2]
     return {
         "source": table.source,
         "rows": len(table),
@@ -31,6 +30,7 @@ def describe(table: LossTable) -> dict[str, Any]:
         "checkpoints_per_run": {str(k): int(v) for k, v in ckpts.groupby("run").size().items()},
         "metrics": _metrics(table),
         "factors": {f: {"levels": levels[f], "n_levels": len(levels[f])} for f in factors},
+        "flags": {f: _levels(ckpts[f]) for f in table.flags},
         "missing": _missing(ckpts, factors),
         "warnings": list(table.warnings),
         "contrast_factors": contrast_factors,

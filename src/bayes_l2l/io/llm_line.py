@@ -31,8 +31,7 @@ from bayes_l2l.io.common import (
     snake,
     wide_to_long,
 )
-from bayes_l2l.io.describe import FLAG_PREFIX
-from bayes_l2l.table import LossTable, canonical_metric_id
+from bayes_l2l.table import FLAG_PREFIX, LossTable, canonical_metric_id
 
 # ----------------------------------------------------------------------------------------- estimators
 VAL_EST = "llm-line:window50-ctx0;first5000docs;trunc2048;token-pooled"
@@ -120,7 +119,7 @@ OLD_EXTRA = {
     "HF": "hugging_face",
 }
 # Study-membership flags (which of the paper's analyses a run belongs to) are annotations, not training
-# factors: stored with FLAG_PREFIX, which `bayes-l2l inspect` leaves out of factor contrasts (docs/table.md).
+# factors: stored with FLAG_PREFIX, which LossTable.factors and contrasts leave out (docs/table.md).
 # The older export spells two levels differently from latest_pm_hf.csv; use the latest spelling.
 OLD_LEVELS = {"architecture": {"llama": "Llama"}, "pretraining_data": {"FineWeb-EDU": "FineWeb-Edu"}}
 
@@ -162,7 +161,7 @@ def read_llm_line(path: Path) -> LossTable:
 
     frame["checkpoint"], id_notes = _checkpoint_ids(frame, source, layout.line_offset)
     warnings += id_notes
-    frame, dup_notes = _drop_duplicate_measurements(frame, layout.specs, source)
+    frame, dup_notes = _report_repeated_measurements(frame, layout.specs, source)
     warnings += dup_notes
     clash = frame.duplicated(["run", "checkpoint"], keep=False)
     if clash.any():
@@ -426,12 +425,14 @@ def _checkpoint_ids(frame: pd.DataFrame, source: str, line_offset: int) -> tuple
     return ids, notes
 
 
-def _drop_duplicate_measurements(
+def _report_repeated_measurements(
     frame: pd.DataFrame, specs: list[MetricSpec], source: str
 ) -> tuple[pd.DataFrame, list[str]]:
-    """Rows of one run whose losses are all identical are one measurement recorded twice: keep one copy.
+    """Warn about rows of one run whose losses are all identical: one measurement recorded twice.
 
-    The copy kept is the one with a known step (its identity is the consistent one); the warning names both.
+    Rows with distinct checkpoint ids are all kept (the file lists them as checkpoints; fits drop the
+    repeated measurement, see design.py); the warning names every row. Only a copy that would get the same
+    checkpoint id as another (the same step twice) is dropped, since a table holds a checkpoint once.
     """
     cols = [s.column for s in specs]
     values = frame[cols].round(12).astype("string").fillna("<empty>")
@@ -441,32 +442,39 @@ def _drop_duplicate_measurements(
     for _, group in frame.groupby(key, sort=False):
         if len(group) < 2 or frame.loc[group.index, cols].isna().all(axis=None):
             continue
-        order = group.assign(_known=group["step"].notna()).sort_values(
-            "_known", ascending=False, kind="stable"
+        same_id = group["checkpoint"].duplicated(keep="first")
+        drop += list(group.index[same_id])
+        rest = frame.loc[group.index].drop(columns="checkpoint").astype("string").fillna("<NA>")
+        identical = bool((rest.nunique() <= 1).all())
+        rows = " and ".join(
+            f"data row {i + 1} (checkpoint {str(frame.at[i, 'checkpoint'])!r})" for i in sorted(group.index)
         )
-        kept, dropped = order.index[0], list(order.index[1:])
-        drop += dropped
-        identical = all(
-            frame.loc[[kept, d]].drop(columns="checkpoint").astype("string").fillna("<NA>").nunique().max()
-            == 1
-            for d in dropped
-        )
-        rows = ", ".join(f"data row {i + 1}" for i in sorted(group.index))
         differs = []
         for col in ("step", "tokens", "params"):
             vals = frame.loc[group.index, col]
             if vals.astype("string").fillna("NaN").nunique() > 1:
                 differs.append(f"{col} {' vs '.join('NaN' if pd.isna(v) else f'{v:.4g}' for v in vals)}")
+        kept = [str(frame.at[i, "checkpoint"]) for i in group.index[~same_id]]
+        if len(kept) > 1:
+            if same_id.any():
+                how_many = f"{len(kept)} of the {len(group)} rows are"
+            else:
+                how_many = "both rows are" if len(kept) == 2 else f"all {len(kept)} rows are"
+            outcome = (
+                f"{how_many} kept, as checkpoints "
+                f"{' and '.join(repr(k) for k in kept)}; fits (`bayes-l2l fit`) drop the repeated "
+                "measurement (a checkpoint whose x and y equal another checkpoint's of the same run)"
+            )
+        else:
+            outcome = f"kept once, as checkpoint {kept[0]!r}"
+        if same_id.any():
+            dropped = ", ".join(str(i + 1) for i in group.index[same_id])
+            outcome += f"; data row(s) {dropped} dropped: they repeat a checkpoint id the table holds once"
         notes.append(
             f"{source}: {'exact duplicate rows' if identical else 'duplicate measurement'} in run "
-            f"{frame.at[kept, 'run']}: {rows} (checkpoints "
-            f"{', '.join(repr(str(frame.at[i, 'checkpoint'])) for i in group.index)}) have identical values "
-            "in all "
-            f"{len(cols)} loss columns"
+            f"{frame.at[group.index[0], 'run']}: {rows} have identical values in all {len(cols)} loss "
+            "columns"
             + (f" but different identity ({'; '.join(differs)})" if differs else "")
-            + ". One measurement recorded twice: kept exactly one copy, checkpoint "
-            f"'{frame.at[kept, 'checkpoint']}'"
-            + (" (the copy with a known step)" if differs else "")
-            + f", dropped {', '.join(repr(str(frame.at[d, 'checkpoint'])) for d in dropped)}"
+            + f". They are one measurement recorded twice: {outcome}"
         )
     return frame.drop(index=drop), notes
