@@ -142,6 +142,7 @@ def eval_cmd(
         job_ids, report = submit(prep, selected, executor, opts, log_dir or (store / "_jobs"), wait=wait)
     out: dict[str, Any] = {**plan, "job_ids": job_ids}
     if report is not None:
+        report.skipped = [c.key for c in checkpoints if c.key not in todo] + report.skipped
         out.update(report.as_dict())
     if as_json:
         print_json(out)

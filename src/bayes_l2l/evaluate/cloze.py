@@ -57,6 +57,7 @@ class TaskResult:
     question_loss: np.ndarray = field(default=None, repr=False)  # type: ignore[assignment]
     question_tokens: np.ndarray = field(default=None, repr=False)  # type: ignore[assignment]
     question_bytes: np.ndarray = field(default=None, repr=False)  # type: ignore[assignment]
+    samples: list[dict[str, Any]] = field(default_factory=list, repr=False)  # lm-eval's logged samples
 
     def rows(self) -> list[dict[str, Any]]:
         """(unit, value, n, stderr) rows; n = number of questions."""
@@ -231,4 +232,5 @@ def _task_result(
         question_loss=q,
         question_tokens=qt,
         question_bytes=qb,
+        samples=samples,
     )

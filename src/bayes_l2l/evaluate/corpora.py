@@ -134,7 +134,7 @@ def _split_text(text: str, how: str) -> list[str]:
     elif how == "lines":
         parts = text.splitlines()
     else:
-        parts = re.split(r"\n[ \t]*\n", text)
+        parts = re.split(r"\n(?:[ \t]*\n)+", text)
     return [p for p in parts if p.strip()]
 
 

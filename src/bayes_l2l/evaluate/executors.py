@@ -65,7 +65,13 @@ def make_executor(executor: str, log_dir: Path, opts: ClusterOptions) -> Any:
         raise UserInputError(f"--executor {executor!r}: use inline, local or slurm")
     if executor == "slurm" and opts.partition is None:
         raise UserInputError("--executor slurm needs --partition (the SLURM partition to submit to)")
-    ex = submitit.AutoExecutor(folder=str(log_dir), cluster=executor)
+    try:
+        ex = submitit.AutoExecutor(folder=str(log_dir), cluster=executor)
+    except RuntimeError as exc:  # submitit's check for srun/sbatch
+        raise UserInputError(
+            f"--executor slurm: no SLURM found on this machine ({exc}); submit from a SLURM login node, "
+            "or use --executor local"
+        ) from exc
     params: dict[str, Any] = {
         "timeout_min": opts.timeout_min,
         "gpus_per_node": opts.gpus_per_node,

@@ -130,6 +130,8 @@ def evaluate_checkpoint(prep: Prepared, ckpt: Checkpoint, todo: list[str]) -> li
 
     cfg = prep.cfg
     ns = prep.open()
+    if not cfg.engine.progress:
+        _quiet_progress_bars()
     t0 = time.perf_counter()
     loaded = load_checkpoint(ckpt, cfg.engine)
     load_s = time.perf_counter() - t0
@@ -243,6 +245,15 @@ def _run_cloze(
         )
         written.append(res.metric)
     return written
+
+
+def _quiet_progress_bars() -> None:
+    """Turn off the progress bars of transformers (weight loading) and datasets (map)."""
+    import datasets
+    import transformers
+
+    transformers.utils.logging.disable_progress_bar()
+    datasets.disable_progress_bars()
 
 
 def _release(loaded: Any) -> None:
