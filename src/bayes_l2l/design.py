@@ -120,6 +120,21 @@ class Design:
         return float(np.log(slope)) if slope > 0 else 0.0
 
     @property
+    def offset_idx(self) -> np.ndarray:
+        """Per point, the index of its run's offset; runs with a single checkpoint share a zero slot
+        (index :attr:`n_offsets`), because their offset cannot be told apart from checkpoint noise."""
+        counts = self.points.groupby("run_idx")["run_idx"].transform("size").to_numpy()
+        multi = sorted(set(self.run_idx[counts > 1].tolist()))
+        slot = {r: i for i, r in enumerate(multi)}
+        return np.array([slot.get(int(r), len(multi)) for r in self.run_idx], dtype=np.int32)
+
+    @property
+    def offset_runs(self) -> list[str]:
+        """Runs that get a run offset (those with at least two checkpoints), in offset-index order."""
+        counts = self.points.groupby("run_idx").size()
+        return [self.runs[i] for i in sorted(counts[counts > 1].index)]
+
+    @property
     def run_cond_idx(self) -> np.ndarray:
         """Condition of each run."""
         first = self.points.drop_duplicates("run_idx").sort_values("run_idx")

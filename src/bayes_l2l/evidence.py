@@ -171,8 +171,10 @@ def compare_factor(
         def n_base(pair: tuple[dict[str, str], str, str]) -> int:
             return sum(pair[0][f] == d.factor_levels[f][0] for f in others)
 
-        shared_lv, lvl_label, base_label = max(con.matched_pairs, key=n_base)
-        c_l, c_b = labels.index(lvl_label), labels.index(base_label)
+        shared_lv = max(con.matched_pairs, key=n_base)[0]
+        c_l = d.condition_of({**shared_lv, factor: con.level})
+        c_b = d.condition_of({**shared_lv, factor: con.base})
+        lvl_label, base_label = labels[c_l], labels[c_b]
         gaps, support = _gap_draws(post, c_l, c_b)
         note = None
         if gaps is None:

@@ -173,7 +173,7 @@ def _coords_dims(design: Design) -> tuple[dict[str, list[str]], dict[str, list[s
         "condition": design.conditions["condition"].astype(str).tolist(),
         "effect": eff,
         "factor": list(design.factor_levels) or ["none"],
-        "run": design.runs,
+        "run": design.offset_runs,
         "point": [f"{r}@{c}" for r, c in zip(design.points["run"], design.points["checkpoint"], strict=True)],
     }
     dims = {v: ["condition"] for v in ("K", "kappa", "Ex", "Ey")}
@@ -203,7 +203,7 @@ def _baseline_init(design: Design, config: ModelConfig) -> dict[str, np.ndarray]
         kappa = float(np.clip(kappa, 0.1, 8.0))
         if config.paper_mode:
             ex, ey = config.fixed_Ex[c], config.fixed_Ey[c]
-            ok = y > ey
+            ok = (y > ey) & (x > ex)
             if ok.sum() >= 2:
                 kappa_ls, logk_ls = np.polyfit(np.log(x[ok] - ex), np.log(y[ok] - ey), 1)
                 k, kappa = float(np.exp(logk_ls)), float(np.clip(kappa_ls, 0.1, 8.0))
@@ -232,7 +232,8 @@ def _baseline_init(design: Design, config: ModelConfig) -> dict[str, np.ndarray]
             init[f"tau_{p}"] = tau
             init[f"z_{p}"] = np.clip(eff / tau[design.effect_factor_idx], -3, 3)
     init["sigma_run"] = np.asarray(config.run_sd_scale * 0.5)
-    init["z_run"] = np.zeros(design.n_runs)
+    if design.offset_runs:
+        init["z_run"] = np.zeros(len(design.offset_runs))
     init["sigma"] = np.asarray(max(float(np.std(design.y)) * 0.05, 0.005))
     if config.nu is None:
         init["nu"] = np.asarray(10.0)
@@ -269,7 +270,7 @@ def _check_paper_mode(design: Design, config: ModelConfig) -> None:
     ey = np.asarray(config.fixed_Ey, dtype=float)
     if ex.shape != (design.n_conditions,) or ey.shape != (design.n_conditions,):
         raise UserInputError(f"paper mode needs one fixed Ex and Ey per condition ({design.n_conditions})")
-    below = ex >= design.cond_min_x
+    below = ex > design.cond_min_x + 1e-9  # Ex = min(x) is the paper's own fallback (x - Ex clipped)
     if below.any():
         c = int(np.flatnonzero(below)[0])
         raise UserInputError(
@@ -367,11 +368,11 @@ def _fit_approx(data: ModelData, config: ModelConfig, *, draws: int, seed: int, 
     svi = SVI(l2l_model, guide, Adam(0.01), Trace_ELBO())
     result = svi.run(jax.random.PRNGKey(seed), 4000, data, config, progress_bar=False)
     key = jax.random.PRNGKey(seed + 2)
-    samples = Predictive(l2l_model, guide=guide, params=result.params, num_samples=draws)(key, data, config)
-    samples.pop("y", None)
-    samples.pop("x_obs", None)
+    latent = guide.sample_posterior(key, result.params, sample_shape=(draws,))
+    derived = Predictive(l2l_model, posterior_samples=latent)(jax.random.PRNGKey(seed + 3), data, config)
+    samples = {**latent, **{k: v for k, v in derived.items() if k not in ("y", "x_obs")}}
     post = {k: np.asarray(v)[None] for k, v in samples.items()}
-    ll = numpyro.infer.log_likelihood(l2l_model, {k: np.asarray(v) for k, v in samples.items()}, data, config)
+    ll = numpyro.infer.log_likelihood(l2l_model, latent, data, config)
     prior = Predictive(l2l_model, num_samples=2000)(jax.random.PRNGKey(seed + 1), _prior_data(data), config)
     prior_d = {k: np.asarray(v)[None] for k, v in prior.items() if k not in ("y", "x_obs")}
     losses = np.asarray(result.losses)

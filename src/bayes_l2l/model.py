@@ -126,6 +126,7 @@ class ModelData:
     effect_factor: jnp.ndarray
     n_factors: int
     n_runs: int
+    """Runs with a run offset (at least two checkpoints); ``run`` indexes them, n_runs = no offset."""
     min_x: jnp.ndarray
     x_ref: float
     h_center: float
@@ -147,11 +148,11 @@ class ModelData:
             y=jnp.asarray(design.y) if with_y else None,
             weight=jnp.asarray(design.weight),
             cond=jnp.asarray(design.cond_idx),
-            run=jnp.asarray(design.run_idx),
+            run=jnp.asarray(design.offset_idx),
             X=jnp.asarray(design.effect_matrix),
             effect_factor=jnp.asarray(design.effect_factor_idx),
             n_factors=max(len(design.factor_levels), 1),
-            n_runs=design.n_runs,
+            n_runs=len(design.offset_runs),
             min_x=jnp.asarray(design.cond_min_x),
             x_ref=design.x_ref,
             h_center=float(np.median(design.y)),
@@ -209,8 +210,12 @@ def l2l_model(data: ModelData, config: ModelConfig) -> None:
             numpyro.factor("user_prior_Ey", dist.Normal(*config.prior_Ey).log_prob(ey[data.base_cond]))
 
     sigma_run = numpyro.sample("sigma_run", dist.HalfNormal(config.run_sd_scale))
-    z_run = numpyro.sample("z_run", dist.Normal(0.0, 1.0).expand([data.n_runs]).to_event(1))
-    run_offset = numpyro.deterministic("run_offset", sigma_run * z_run)
+    if data.n_runs > 0:
+        z_run = numpyro.sample("z_run", dist.Normal(0.0, 1.0).expand([data.n_runs]).to_event(1))
+        run_offset = numpyro.deterministic("run_offset", sigma_run * z_run)
+        run_offset = jnp.concatenate([run_offset, jnp.zeros(1)])  # last slot: runs with one checkpoint
+    else:
+        run_offset = jnp.zeros(1)
 
     c = data.cond
     rel = jnp.clip((data.x - ex[c]) / g_ref[c], 1e-12)

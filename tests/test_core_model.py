@@ -1,0 +1,180 @@
+"""Design, model and inference: shapes, filters, bad input, determinism, save/load, CLI fit."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from bayes_l2l.cli import main
+from bayes_l2l.design import Question, build_design
+from bayes_l2l.errors import UserInputError
+from bayes_l2l.infer import Posterior, fit, paper_mode_config, summary_table
+from bayes_l2l.simulate import SimulationSpec, simulate_table
+
+SMALL = SimulationSpec(
+    factors={"pretraining_data": ["web", "code"], "architecture": ["llama", "gptneox"]},
+    effects={"pretraining_data": {"code": {"E_y": 0.1, "log_K": 0.1}}},
+    runs_per_condition=2,
+    checkpoints_per_run=12,
+    sizes=[160e6, 410e6],
+)
+FAST = {"chains": 2, "draws": 250, "warmup": 250}
+
+
+@pytest.fixture(scope="module")
+def small_table():
+    return simulate_table(SMALL, seed=3)
+
+
+@pytest.fixture(scope="module")
+def small_post(small_table):
+    table, _ = small_table
+    design = build_design(
+        table, Question(x="val/c4", y="test/hellaswag", factors=["pretraining_data", "architecture"])
+    )
+    return fit(design, seed=1, **FAST)
+
+
+def test_design_indexes_conditions_runs_and_effects(small_table) -> None:
+    table, truth = small_table
+    d = build_design(
+        table, Question(x="val/c4", y="test/hellaswag", factors=["pretraining_data", "architecture"])
+    )
+    assert d.n_conditions == 3  # one factor at a time: base, code, gptneox
+    assert d.factor_levels == {"pretraining_data": ["web", "code"], "architecture": ["llama", "gptneox"]}
+    assert d.effect_matrix.shape == (3, 2)
+    assert d.effect_matrix.sum(axis=0).tolist() == [1.0, 1.0]
+    assert d.effect_matrix[0].sum() == 0  # the base condition comes first
+    assert len(d.points) == len(table.df) // 2
+    assert (d.cond_min_x < d.x_ref + 1e-12).all()
+    assert set(d.runs) == set(table.df["run"])
+
+
+def test_design_filters_and_weights(small_table) -> None:
+    table, _ = small_table
+    full = build_design(table, Question(x="val/c4", y="test/hellaswag"))
+    cut = float(np.quantile(full.x, 0.8))
+    d = build_design(table, Question(x="val/c4", y="test/hellaswag", max_x=cut))
+    assert d.x.max() <= cut and d.dropped[0]["count"] == int((full.x > cut).sum())
+    w = build_design(table, Question(x="val/c4", y="test/hellaswag", early_fraction=0.1, early_weight=0.3))
+    assert set(np.unique(w.weight)) == {0.3, 1.0}
+    f = build_design(table, Question(x="val/c4", y="test/hellaswag", min_fraction=0.05))
+    assert len(f.points) < len(full.points)
+
+
+@pytest.mark.parametrize(
+    ("question", "message"),
+    [
+        (Question(x="val/c4", y="test/nope"), "test/nope"),
+        (Question(x="val/c4", y="test/hellaswag", factors=["colour"]), "colour"),
+        (
+            Question(x="val/c4", y="test/hellaswag", factors=["architecture"], base={"architecture": "rnn"}),
+            "rnn",
+        ),
+        (Question(x="val/c4", y="test/hellaswag", where={"architecture": "rnn"}), "no rows match"),
+        (Question(x="val/c4", y="test/hellaswag", max_x=0.1), "no checkpoint"),
+    ],
+)
+def test_design_bad_questions(small_table, question, message) -> None:
+    with pytest.raises(UserInputError, match=message):
+        build_design(small_table[0], question)
+
+
+def test_design_refuses_one_point_per_condition(small_table) -> None:
+    table, _ = small_table
+    df = table.df
+    keep = ~((df["pretraining_data"] == "code") & (df["step"] > df["step"].min()))
+    from bayes_l2l.table import LossTable
+
+    thin = LossTable.from_frame(df[keep], source="thin.parquet")
+    with pytest.raises(UserInputError, match="fewer than 3 checkpoints"):
+        build_design(thin, Question(x="val/c4", y="test/hellaswag", factors=["pretraining_data"]))
+
+
+def test_fit_converges_and_reports_everything(small_post) -> None:
+    post = small_post
+    dg = post.diagnostics
+    assert dg["max_rhat"] < 1.05 and dg["divergences"] <= 2
+    for key in ("min_ess_bulk", "min_ess_tail", "min_bfmi", "tree_depth_saturation", "ok", "problems"):
+        assert key in dg
+    summ = summary_table(post)
+    assert {"mean", "lo", "hi", "r_hat", "ess_bulk", "identified"} <= set(summ.columns)
+    assert set(summ["identified"].dropna()) <= {"identified", "weak", "not identified", "fixed"}
+    assert "log_likelihood" in post.dt.children and "prior" in post.dt.children
+    k = post.condition_params()["K"]
+    assert k.shape == (2 * 250, post.design.n_conditions) and (k > 0).all()
+    ex = post.condition_params()["Ex"]
+    assert (ex < post.design.cond_min_x[None, :]).all()  # the floor stays below every condition's data
+
+
+def test_same_seed_same_numbers(small_table) -> None:
+    table, _ = small_table
+    design = build_design(table, Question(x="val/c4", y="test/hellaswag", factors=["pretraining_data"]))
+    a = fit(design, seed=5, chains=2, draws=60, warmup=60)
+    b = fit(design, seed=5, chains=2, draws=60, warmup=60)
+    np.testing.assert_array_equal(a.draws("K"), b.draws("K"))
+
+
+def test_save_load_round_trip(small_post, tmp_path) -> None:
+    folder = small_post.save(tmp_path / "post")
+    back = Posterior.load(folder)
+    np.testing.assert_allclose(back.draws("Ey"), small_post.draws("Ey"))
+    assert back.design.factor_levels == small_post.design.factor_levels
+    assert back.diagnostics == json.loads(json.dumps(small_post.diagnostics, default=float))
+    with pytest.raises(UserInputError, match="holds a posterior already"):
+        small_post.save(folder)
+    with pytest.raises(UserInputError, match="not a posterior folder"):
+        Posterior.load(tmp_path)
+
+
+def test_paper_mode_fixes_e(small_table) -> None:
+    table, _ = small_table
+    design = build_design(table, Question(x="val/c4", y="test/hellaswag", factors=["pretraining_data"]))
+    config, _ = paper_mode_config(design)
+    post = fit(design, config, seed=0, chains=2, draws=100, warmup=100)
+    np.testing.assert_allclose(post.draws("Ex")[0], config.fixed_Ex)
+    assert "d_logK" in post.dt["posterior"]
+
+
+def test_cli_fit_writes_posterior_and_json(small_table, tmp_path, capsys) -> None:
+    table, _ = small_table
+    path = table.to_parquet(tmp_path / "t.parquet")
+    out = tmp_path / "post"
+    args = [
+        "fit",
+        str(path),
+        "--x",
+        "val/c4",
+        "--y",
+        "test/hellaswag",
+        "--factor",
+        "pretraining_data",
+        "--chains",
+        "2",
+        "--draws",
+        "150",
+        "--warmup",
+        "150",
+        "-o",
+        str(out),
+        "--json",
+    ]
+    code = main(args)
+    report = json.loads(capsys.readouterr().out)
+    assert code in (0, 3)  # 3 = diagnostics failed (short chains); the posterior is written either way
+    assert (out / "fit.json").exists() and report["n_points"] == len(table.df) // 2
+    assert {"diagnostics", "parameters", "prior_check", "dropped"} <= set(report)
+    assert report["prior_check"]["observed_in_prior_90"] > 0.5
+    assert main(args) == 2  # refuses to overwrite the posterior
+    assert "holds a posterior already" in capsys.readouterr().err
+
+
+def test_cli_fit_bad_input_exits_2(tmp_path, capsys) -> None:
+    bad = tmp_path / "bad.csv"
+    pd.DataFrame({"run": ["a"], "value": [1.0]}).to_csv(bad, index=False)
+    code = main(["fit", str(bad), "--x", "val/c4", "--y", "test/x", "-o", str(tmp_path / "p")])
+    err = capsys.readouterr().err
+    assert code == 2 and "missing required column" in err and "Traceback" not in err
