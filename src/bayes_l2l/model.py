@@ -102,12 +102,14 @@ def compute_enabled(design: Design, config: ModelConfig) -> bool:
     """Whether the joint compute-to-loss component is used for this design."""
     if config.paper_mode or config.use_compute is False:
         return False
-    ok = design.has_compute and (np.unique(design.params).size > 1)
+    # N and D must both vary (>= 3 distinct values each): with D constant (final models only) the B/D term
+    # is a constant the law cannot separate from A, alpha and Ex, and the component adds a funnel, not information.
+    ok = design.has_compute and np.unique(design.params).size >= 3 and np.unique(design.tokens).size >= 3
     if config.use_compute is True and not ok:
         from bayes_l2l.errors import UserInputError
 
         raise UserInputError(
-            "the compute-to-loss component needs params N and tokens D on every checkpoint, with N varying; "
+            "the compute-to-loss component needs params N and tokens D on every checkpoint, each with >= 3 distinct values; "
             "this selection lacks them (use --no-compute, or import a table with params and tokens)"
         )
     return bool(ok)
