@@ -22,6 +22,7 @@ import pandas as pd
 from scipy.optimize import OptimizeWarning, curve_fit, least_squares
 
 from bayes_l2l.contrasts import MISSING_LEVEL
+from bayes_l2l.design import drop_repeated_measurements
 from bayes_l2l.errors import UserInputError
 from bayes_l2l.laws import compute_loss, shifted_power_law
 from bayes_l2l.table import LossTable
@@ -626,6 +627,11 @@ def baseline_points(
     if by is not None and by not in keep:
         keep.append(by)
     pts = pts.merge(ident[keep], on=["run", "checkpoint"], how="left")
+    pts, note = drop_repeated_measurements(pts)
+    if note:
+        table.warnings.append(
+            f"baseline: dropped {note['count']} repeated measurement(s): {', '.join(note['checkpoints'])}"
+        )
     pts["group"] = "all" if by is None else pts[by].astype("string").fillna(MISSING_LEVEL).astype(str)
     for col in ("tokens", "params"):
         if col not in pts.columns:

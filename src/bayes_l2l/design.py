@@ -228,6 +228,23 @@ def _training_fraction(points: pd.DataFrame) -> pd.Series:
     return (progress / last).astype(float)
 
 
+def drop_repeated_measurements(pts: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, Any] | None]:
+    """Drop checkpoints whose x and y equal another checkpoint's of the same run (one measurement recorded
+    twice, e.g. the paper's FineWeb-Edu 'final' row); keep the copy with a known step. Returns the note."""
+    pts = pts.sort_values("step", na_position="last", kind="stable") if "step" in pts else pts
+    repeated = pts.duplicated(["run", "x", "y"], keep="first")
+    if not repeated.any():
+        return pts, None
+    note = {
+        "reason": "the same measurement recorded twice in a run (x and y equal another checkpoint's)",
+        "count": int(repeated.sum()),
+        "checkpoints": [
+            f"{r}@{c}" for r, c in pts.loc[repeated, ["run", "checkpoint"]].itertuples(index=False)
+        ],
+    }
+    return pts[~repeated], note
+
+
 def build_design(table: LossTable, question: Question) -> Design:
     """Select, join and index the table for ``question``; raise UserInputError with the fix on bad input."""
     source = table.source
@@ -258,19 +275,9 @@ def build_design(table: LossTable, question: Question) -> Design:
     if n_missing:
         dropped.append({"reason": "x or y missing at the checkpoint", "count": int(n_missing)})
     pts = merged.merge(ident, on=["run", "checkpoint"], how="left")
-    pts = pts.sort_values("step", na_position="last", kind="stable")  # keep the copy with a known step
-    repeated = pts.duplicated(["run", "x", "y"], keep="first")
-    if repeated.any():
-        dropped.append(
-            {
-                "reason": "the same measurement recorded twice in a run (x and y equal another checkpoint's)",
-                "count": int(repeated.sum()),
-                "checkpoints": [
-                    f"{r}@{c}" for r, c in pts.loc[repeated, ["run", "checkpoint"]].itertuples(index=False)
-                ],
-            }
-        )
-        pts = pts[~repeated]
+    pts, repeated_note = drop_repeated_measurements(pts)
+    if repeated_note:
+        dropped.append(repeated_note)
     for f in question.factors:
         pts[f] = pts[f].astype("string").fillna(MISSING_LEVEL)
     if question.max_x is not None:
