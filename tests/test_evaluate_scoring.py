@@ -1,4 +1,4 @@
-"""The validation estimator on tiny random Llama / GPT-NeoX / Mamba models: losses equal a direct torch
+"""The validation estimator on tiny random Llama / GPT-NeoX / Mamba / Mamba2 models: losses equal a direct torch
 cross-entropy, bits/byte use the true UTF-8 bytes of the scored text, batching and OOM back-off change
 nothing."""
 
@@ -21,7 +21,7 @@ from bayes_l2l.evaluate.scorer import Scorer  # noqa: E402
 from bayes_l2l.evaluate.tokens import ByteCounter, resolve_prefix, tokenize_document  # noqa: E402
 from bayes_l2l.evaluate.validation import score_corpus, validation_estimator  # noqa: E402
 
-ARCHS = ("llama", "gpt_neox", "mamba")
+ARCHS = ("llama", "gpt_neox", "mamba", "mamba2")
 CTX = 48
 
 

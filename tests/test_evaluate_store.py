@@ -140,3 +140,24 @@ def test_table_command(tmp_path: Path, capsys):
     assert main(["table", str(tmp_path / "nowhere")]) == 2
     assert "not a bayes-l2l result store" in capsys.readouterr().err
     assert main(["table", str(st.root), "-o", str(tmp_path / "t.xlsx")]) == 2
+
+
+def test_prepared_jobs_carry_no_documents_and_read_the_snapshot(tmp_path: Path):
+    import pickle
+
+    from bayes_l2l.evaluate.config import parse_config
+    from bayes_l2l.evaluate.runner import prepare
+
+    data = tmp_path / "c.jsonl"
+    docs = [f"document {i} " + "wörds " * 200 for i in range(50)]
+    data.write_text("".join(json.dumps({"text": d}) + "\n" for d in docs), encoding="utf-8")
+    prep = prepare(parse_config({"corpora": {"c": {"path": str(data)}}}), str(tmp_path / "store"))
+    blob = pickle.dumps(prep)
+    assert len(blob) < 5000 < sum(len(d) for d in docs)  # the job gets the hash, not the text
+    data.unlink()  # a cluster job may not see the original file: it reads the namespace's snapshot
+    again = pickle.loads(blob)
+    assert again.corpora[0].documents == tuple(docs) and again.namespace == prep.namespace
+    snap = tmp_path / "store" / prep.namespace / "corpora" / "c.jsonl"
+    snap.write_text(json.dumps({"text": "tampered"}) + "\n", encoding="utf-8")
+    with pytest.raises(UserInputError, match="does not match its hash"):
+        pickle.loads(blob)

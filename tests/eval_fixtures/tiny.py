@@ -71,8 +71,8 @@ def build_tokenizer(bos: bool = False, vocab_size: int = 300):
 
 
 def model_config(arch: str, vocab_size: int, max_len: int = 256):
-    """A tiny config of ``arch`` in llama | gpt_neox | mamba."""
-    from transformers import GPTNeoXConfig, LlamaConfig, MambaConfig
+    """A tiny config of ``arch`` in llama | gpt_neox | mamba | mamba2."""
+    from transformers import GPTNeoXConfig, LlamaConfig, Mamba2Config, MambaConfig
 
     if arch == "llama":
         return LlamaConfig(
@@ -96,6 +96,18 @@ def model_config(arch: str, vocab_size: int, max_len: int = 256):
         )
     if arch == "mamba":
         return MambaConfig(vocab_size=vocab_size, hidden_size=32, state_size=8, num_hidden_layers=2, expand=2)
+    if arch == "mamba2":  # chunk_size 16 < the test windows: the chunked scan path is exercised
+        return Mamba2Config(
+            vocab_size=vocab_size,
+            hidden_size=32,
+            num_heads=4,
+            head_dim=16,
+            expand=2,
+            state_size=8,
+            n_groups=1,
+            num_hidden_layers=2,
+            chunk_size=16,
+        )
     raise ValueError(arch)
 
 

@@ -10,16 +10,19 @@ records failures and carries on.
 from __future__ import annotations
 
 import importlib.metadata
+import json
 import math
+import os
 import time
 import traceback
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from bayes_l2l.errors import UserInputError
 from bayes_l2l.evaluate.cloze import cloze_estimator
 from bayes_l2l.evaluate.config import EvalConfig, fingerprint
-from bayes_l2l.evaluate.corpora import Corpus, load_corpus
+from bayes_l2l.evaluate.corpora import Corpus, documents_sha256, load_corpus
 from bayes_l2l.evaluate.manifest import Checkpoint
 from bayes_l2l.evaluate.store import Namespace, ResultStore
 from bayes_l2l.evaluate.task_data import OFFLINE_TASKS, task_data_fingerprint
@@ -28,7 +31,11 @@ from bayes_l2l.evaluate.validation import validation_estimator
 
 @dataclass
 class Prepared:
-    """Everything a worker needs besides the checkpoints: config, corpora, the store namespace."""
+    """Everything a worker needs besides the checkpoints: config, corpora, the store namespace.
+
+    Pickled for a cluster job it carries no documents: the job reads the namespace's corpus snapshot
+    (``<namespace>/corpora/<name>.jsonl``, written once by :func:`prepare`) and checks its sha256.
+    """
 
     cfg: EvalConfig
     corpora: tuple[Corpus, ...]
@@ -37,6 +44,15 @@ class Prepared:
 
     def open(self) -> Namespace:
         return ResultStore(self.store_root).namespace(self.namespace)
+
+    def __getstate__(self) -> dict[str, Any]:
+        light = [Corpus(c.name, (), c.sha256, c.origin) for c in self.corpora]
+        return {**self.__dict__, "corpora": tuple(light)}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        ns = self.open()
+        self.corpora = tuple(read_snapshot(ns, c) for c in state["corpora"])
 
     def metrics(self) -> list[str]:
         return [c.metric for c in self.corpora] + [f"test/{t.metric}" for t in self.cfg.tasks]
@@ -90,8 +106,39 @@ def prepare(cfg: EvalConfig, store_root: str, *, create: bool = True) -> Prepare
     meta = namespace_meta(cfg, corpora)
     key = "ns-" + meta["fingerprint"][:12]
     if create:
-        ResultStore(store_root, create=True).namespace(key, meta)
+        ns = ResultStore(store_root, create=True).namespace(key, meta)
+        for c in corpora:
+            write_snapshot(ns, c)
     return Prepared(cfg=cfg, corpora=corpora, store_root=str(store_root), namespace=key)
+
+
+def _snapshot_path(ns: Namespace, name: str) -> Path:
+    return ns.root / "corpora" / f"{name}.jsonl"
+
+
+def write_snapshot(ns: Namespace, corpus: Corpus) -> None:
+    """Keep the exact documents evaluated in the namespace (once; jobs and audits read them)."""
+    path = _snapshot_path(ns, corpus.name)
+    if path.is_file():
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with tmp.open("w", encoding="utf-8") as fh:
+        for d in corpus.documents:
+            fh.write(json.dumps({"text": d}, ensure_ascii=False) + "\n")
+    os.replace(tmp, path)
+
+
+def read_snapshot(ns: Namespace, corpus: Corpus) -> Corpus:
+    """The documents of ``corpus`` from the namespace snapshot, checked against its sha256."""
+    path = _snapshot_path(ns, corpus.name)
+    if not path.is_file():
+        raise UserInputError(f"{path}: corpus snapshot missing; re-run `bayes-l2l eval` to recreate it")
+    with path.open(encoding="utf-8") as fh:
+        docs = tuple(json.loads(line)["text"] for line in fh if line.strip())
+    if documents_sha256(docs) != corpus.sha256:
+        raise UserInputError(f"{path}: corpus snapshot does not match its hash; delete it and re-run")
+    return Corpus(corpus.name, docs, corpus.sha256, corpus.origin)
 
 
 def pending(prep: Prepared, checkpoints: list[Checkpoint]) -> dict[str, list[str]]:

@@ -19,6 +19,7 @@ from bayes_l2l.errors import UserInputError
 
 CPU_BATCH_TOKENS = 8192
 CUDA_START_BATCH_TOKENS_PER_CTX = 64  # auto budget on CUDA starts at 64 full-length sequences
+LOGSOFTMAX_CHUNK_ELEMENTS = 2**28  # 1 GiB of float32 logits at a time
 
 
 @dataclass
@@ -149,17 +150,14 @@ class Scorer:
         ids_t, mask = ids_t.to(self.device), mask.to(self.device)
         with torch.inference_mode():
             logits = self.model(input_ids=ids_t, attention_mask=mask, use_cache=False).logits
-            results = []
-            for b, (ids, s) in enumerate(batch):
-                n = len(ids)
-                if s >= n:
-                    results.append(Scored(np.zeros(0), True))
-                    continue
-                lg = logits[b, s - 1 : n - 1].float()
-                tgt = ids_t[b, s:n]
-                lp = torch.log_softmax(lg, dim=-1).gather(-1, tgt[:, None])[:, 0]
-                greedy = bool((lg.argmax(dim=-1) == tgt).all().item())
-                results.append(Scored(lp.double().cpu().numpy(), greedy))
+            lp_all, greedy_all = _target_logprobs(logits, ids_t)
+        lp_np = lp_all.double().cpu().numpy()
+        greedy_np = greedy_all.cpu().numpy()
+        results = []
+        for b, (ids, s) in enumerate(batch):
+            n = len(ids)
+            # target t (t >= s) is predicted at position t - 1
+            results.append(Scored(lp_np[b, s - 1 : n - 1].copy(), bool(greedy_np[b, s - 1 : n - 1].all())))
         self.stats.sequences += len(batch)
         self.stats.tokens += sum(len(ids) for ids, _ in batch)
         self.stats.padded_tokens += width * len(batch)
@@ -167,6 +165,26 @@ class Scorer:
         self.stats.batch_tokens.append(self.batch_tokens)
         self.stats.seconds += time.perf_counter() - t0
         return results
+
+
+def _target_logprobs(logits: Any, ids: Any) -> tuple[Any, Any]:
+    """log p(ids[:, t + 1] | ids[:, :t + 1]) in float32 and whether it was the argmax, for every position.
+
+    Row chunks bound the float32 copy of the logits to about LOGSOFTMAX_CHUNK_ELEMENTS elements.
+    """
+    import torch
+
+    rows_total, width, vocab = logits.shape
+    tgt = ids[:, 1:]
+    lp = torch.empty((rows_total, width - 1), dtype=torch.float32, device=logits.device)
+    greedy = torch.empty((rows_total, width - 1), dtype=torch.bool, device=logits.device)
+    rows = max(1, LOGSOFTMAX_CHUNK_ELEMENTS // max(1, (width - 1) * vocab))
+    for r0 in range(0, rows_total, rows):
+        lg = logits[r0 : r0 + rows, :-1].float()
+        t = tgt[r0 : r0 + rows]
+        lp[r0 : r0 + rows] = torch.log_softmax(lg, dim=-1).gather(-1, t[..., None])[..., 0]
+        greedy[r0 : r0 + rows] = lg.argmax(dim=-1) == t
+    return lp, greedy
 
 
 def _is_oom(exc: BaseException) -> bool:
