@@ -9,6 +9,7 @@ questions. Accuracies (acc, and acc_norm where the task defines it) come from lm
 
 from __future__ import annotations
 
+import atexit
 import logging
 import math
 import shutil
@@ -80,28 +81,49 @@ def _quiet_lm_eval():
             lg.setLevel(lvl)
 
 
+_TM_CACHE: dict[tuple[Any, ...], Any] = {}
+_RENDERED: list[Path] = []
+
+
+def _remove_rendered() -> None:
+    for p in _RENDERED:
+        shutil.rmtree(p, ignore_errors=True)
+
+
 @contextmanager
 def task_manager(cfg: EvalConfig, specs: tuple[TaskSpec, ...]):
-    """An lm-eval TaskManager that sees the rendered offline configs (when task data is given)."""
+    """An lm-eval TaskManager that sees the rendered offline configs (when task data is given).
+
+    Built once per process and settings (indexing lm-eval's stock tasks takes seconds); the rendered
+    configs live in a temporary folder removed when the process exits.
+    """
     from lm_eval.tasks import TaskManager
 
-    include: list[str] = []
-    rendered: Path | None = None
     names = [t.name for t in specs]
+    offline: list[str] = []
     if cfg.task_data is not None:
         offline = [n for n in names if n in OFFLINE_TASKS]
         check_task_data(cfg.task_data, offline, {t.name: t.num_fewshot for t in specs})
-        if offline:
-            rendered = render_task_configs(cfg.task_data, offline)
-            include.append(str(rendered))
-    include += [str(p) for p in cfg.task_include]
     needs_defaults = cfg.task_data is None or any(n not in OFFLINE_TASKS for n in names)
-    try:
+    key = (
+        str(cfg.task_data),
+        tuple(sorted(offline)),
+        tuple(str(p) for p in cfg.task_include),
+        needs_defaults,
+    )
+    if key not in _TM_CACHE:
+        include: list[str] = []
+        if offline:
+            assert cfg.task_data is not None
+            rendered = render_task_configs(cfg.task_data, offline)
+            if not _RENDERED:
+                atexit.register(_remove_rendered)
+            _RENDERED.append(rendered)
+            include.append(str(rendered))
+        include += [str(p) for p in cfg.task_include]
         with _quiet_lm_eval():
-            yield TaskManager(include_path=include or None, include_defaults=needs_defaults)
-    finally:
-        if rendered is not None:
-            shutil.rmtree(rendered, ignore_errors=True)
+            _TM_CACHE[key] = TaskManager(include_path=include or None, include_defaults=needs_defaults)
+    yield _TM_CACHE[key]
 
 
 def load_tasks(tm: Any, specs: tuple[TaskSpec, ...]) -> dict[str, Any]:

@@ -45,11 +45,13 @@ def pick_device(spec: str) -> Any:
 
 
 def pick_dtype(spec: str, device: Any) -> Any:
-    """bfloat16 on CUDA and float32 elsewhere for 'auto'; otherwise the named dtype."""
+    """bfloat16 on CUDA (if the GPU has it) and float32 elsewhere for 'auto'; otherwise the named dtype."""
     import torch
 
     if spec == "auto":
-        return torch.bfloat16 if device.type == "cuda" else torch.float32
+        if device.type == "cuda" and torch.cuda.is_bf16_supported():
+            return torch.bfloat16
+        return torch.float32  # CPU, and GPUs without bfloat16 (float16 could overflow)
     return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[spec]
 
 

@@ -171,9 +171,6 @@ def _identity(ckpt: Checkpoint) -> dict[str, Any]:
 def evaluate_checkpoint(prep: Prepared, ckpt: Checkpoint, todo: list[str]) -> list[str]:
     """Load ``ckpt`` once and compute the ``todo`` metrics, writing a record per metric; returns them."""
     from bayes_l2l.evaluate.engine import load_checkpoint
-    from bayes_l2l.evaluate.scorer import Scorer
-    from bayes_l2l.evaluate.tokens import ByteCounter, resolve_prefix
-    from bayes_l2l.evaluate.validation import score_corpus
 
     cfg = prep.cfg
     ns = prep.open()
@@ -181,7 +178,22 @@ def evaluate_checkpoint(prep: Prepared, ckpt: Checkpoint, todo: list[str]) -> li
         _quiet_progress_bars()
     t0 = time.perf_counter()
     loaded = load_checkpoint(ckpt, cfg.engine)
-    load_s = time.perf_counter() - t0
+    try:
+        written = _score_loaded(prep, ckpt, loaded, todo, time.perf_counter() - t0)
+    finally:
+        _release(loaded)  # also after a failure: the next checkpoint needs the memory
+    ns.clear_failure(ckpt.run, ckpt.checkpoint)
+    return written
+
+
+def _score_loaded(prep: Prepared, ckpt: Checkpoint, loaded: Any, todo: list[str], load_s: float) -> list[str]:
+    """The pending corpora, then the pending tasks, of one loaded checkpoint; a record per metric."""
+    from bayes_l2l.evaluate.scorer import Scorer
+    from bayes_l2l.evaluate.tokens import ByteCounter, resolve_prefix
+    from bayes_l2l.evaluate.validation import score_corpus
+
+    cfg = prep.cfg
+    ns = prep.open()
     model_info = {
         "source": ckpt.source,
         "revision": ckpt.revision,
@@ -239,8 +251,6 @@ def evaluate_checkpoint(prep: Prepared, ckpt: Checkpoint, todo: list[str]) -> li
     task_specs = tuple(t for t in cfg.tasks if f"test/{t.metric}" in todo)
     if task_specs:
         written += _run_cloze(prep, ckpt, loaded, scorer, prefix, task_specs, model_info, versions, ns)
-    ns.clear_failure(ckpt.run, ckpt.checkpoint)
-    _release(loaded)
     return written
 
 

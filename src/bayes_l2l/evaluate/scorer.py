@@ -101,18 +101,20 @@ class Scorer:
         try:
             while pos < len(order):
                 batch = self._next_batch(order, pos, requests)
+                results = None
                 try:
                     results = self._forward([requests[i] for i in batch])
                 except Exception as exc:  # noqa: BLE001 - only OOM is handled; others re-raised
-                    if not _is_oom(exc) or len(batch) == 1:
-                        if _is_oom(exc):
-                            raise UserInputError(
-                                "out of GPU memory on a single sequence of "
-                                f"{len(requests[batch[0]][0])} tokens; "
-                                "use a GPU with more memory, a smaller context_length, or "
-                                "engine.dtype: bfloat16"
-                            ) from exc
+                    if not _is_oom(exc):
                         raise
+                    if len(batch) == 1:
+                        raise UserInputError(
+                            "out of GPU memory on a single sequence of "
+                            f"{len(requests[batch[0]][0])} tokens; "
+                            "use a GPU with more memory, a smaller context_length, or "
+                            "engine.dtype: bfloat16"
+                        ) from exc
+                if results is None:  # out of memory: the failed batch's tensors are released by now
                     self._back_off(len(batch), len(requests[batch[0]][0]))
                     continue
                 for i, r in zip(batch, results, strict=True):
