@@ -1,0 +1,267 @@
+"""The main job end to end: data -> fit -> compare -> figures -> report, into one output folder.
+
+Without a table of its own the demo uses a SIMULATED table (``simulate_table`` with a fixed seed and a
+spec that mirrors the reference paper's design: pretraining data shifts the curve, architecture a little,
+model size not at all). It is labelled as simulated on the console, in the report title and in
+evidence.json. The run is resumable: a posterior already in ``out/posterior`` is reused when it answers
+the same question on the same data with the same settings; nothing outside ``out/`` is written.
+
+Files: ``report.html``, ``evidence.json``, ``figures/*.png|svg``, ``posterior/`` (with ``shared_<F>/``
+caches of the one-shared-curve fits), and for the simulated default ``simulated_table.parquet`` and
+``simulated_truth.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from bayes_l2l.errors import UserInputError
+from bayes_l2l.simulate import SimulationSpec, simulate_table
+from bayes_l2l.table import LossTable
+
+DEMO_SEED = 20250601
+"""Seed of the simulated default table (fixed: the same table on every machine)."""
+DEMO_MIN_FRACTION = 0.005
+"""The simulated runs deviate from the law at their first checkpoints (as real runs do); the demo drops
+checkpoints before 0.5% of a run's training (the first two of each run), and says so in the report."""
+DEMO_X = "val/simulated"
+DEMO_Y = "test/simulated"
+
+
+def demo_spec(quick: bool = False) -> SimulationSpec:
+    """The simulated default: paper-like effects (data large, architecture small, size none), in nats.
+
+    Full: 6 conditions (3 data, 2 architectures, 3 sizes, one factor changed at a time) x 2 seeds x 12
+    checkpoints = 144 checkpoints. Quick: 4 conditions x 1 run x 8 checkpoints = 32.
+    """
+    factors = {
+        "pretraining_data": ["FineWeb-Edu", "C4", "The Pile"],
+        "architecture": ["Llama", "GPT"],
+        "size": ["410M", "160M", "1B"],
+    }
+    effects: dict[str, dict[str, dict[str, float]]] = {
+        "pretraining_data": {"C4": {"E_y": 0.2, "log_K": 0.1}, "The Pile": {"E_x": 0.1, "E_y": 0.15}},
+        "architecture": {"GPT": {"E_y": 0.008}},
+    }
+    runs, ckpts = 2, 12
+    if quick:
+        factors = {
+            "pretraining_data": ["FineWeb-Edu", "C4"],
+            "architecture": ["Llama", "GPT"],
+            "size": ["410M", "160M"],
+        }
+        effects = {
+            "pretraining_data": {"C4": effects["pretraining_data"]["C4"]},
+            "architecture": effects["architecture"],
+        }
+        runs, ckpts = 1, 8
+    return SimulationSpec.from_dict(
+        {
+            "factors": factors,
+            "effects": effects,
+            "runs_per_condition": runs,
+            "checkpoints_per_run": ckpts,
+            "x_metric": DEMO_X,
+            "y_metric": DEMO_Y,
+        },
+        source="demo spec",
+    )
+
+
+def demo_settings(quick: bool = False) -> dict[str, Any]:
+    """NUTS settings of the demo (quick: a smoke run whose diagnostics may well fail)."""
+    if quick:
+        return {"method": "nuts", "chains": 2, "draws": 150, "warmup": 150, "seed": 0}
+    return {"method": "nuts", "chains": 4, "draws": 1000, "warmup": 1000, "seed": 0}
+
+
+def _default_axes(table: LossTable, source: Path) -> tuple[str, str]:
+    val = [m for m in table.metrics if m.startswith("val/")]
+    test = [m for m in table.metrics if m.startswith("test/")]
+    if len(val) == 1 and len(test) == 1:
+        return val[0], test[0]
+    raise UserInputError(
+        f"{source}: pass --x and --y (the table has metrics {', '.join(table.metrics)}; "
+        "named averages such as val/avg5 and test/avg7 work too)"
+    )
+
+
+def _default_factors(table: LossTable) -> list[str]:
+    out = []
+    for f in table.factors:
+        if f == "seed":
+            continue
+        if table.df[f].dropna().astype(str).nunique() > 1:
+            out.append(f)
+    return out
+
+
+def _step(i: int, text: str) -> None:
+    from rich.markup import escape
+
+    from bayes_l2l.cli.common import console
+
+    console.print(f"[bold cyan][{i}/5][/] {escape(text)}")
+
+
+def run_demo(
+    out: str | Path = "out",
+    *,
+    table: str | Path | None = None,
+    x: str | None = None,
+    y: str | None = None,
+    factors: list[str] | None = None,
+    quick: bool = False,
+    rope: float = 0.02,
+) -> dict[str, Any]:
+    """Run the demo into ``out``; returns {"evidence": the evidence.json content, "problems": diagnostic
+    problems (empty when the sampler diagnostics passed), "files": paths written}."""
+    import matplotlib.pyplot as plt
+    from rich.markup import escape
+
+    from bayes_l2l import plots
+    from bayes_l2l.cli.common import console, to_json
+    from bayes_l2l.cli.evidence_cmds import compare_factors, evidence_payload, fits_ok, reusable_posterior
+    from bayes_l2l.design import Question, build_design
+    from bayes_l2l.infer import fit
+    from bayes_l2l.report import build_report
+
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise UserInputError(f"--out {out}: is a file; the demo needs a folder")
+    out.mkdir(parents=True, exist_ok=True)
+    timings: dict[str, float] = {}
+    files: list[Path] = []
+    truth = None
+
+    t0 = time.perf_counter()
+    if table is None:
+        if x or y or factors:
+            raise UserInputError(
+                "--x, --y and --factor choose the axes of --table; the simulated default has its own"
+            )
+        spec = demo_spec(quick)
+        _step(1, f"data: SIMULATED table (simulate_table, seed {DEMO_SEED}{', quick' if quick else ''})")
+        loss_table, truth = simulate_table(spec, DEMO_SEED)
+        files.append(loss_table.save(out / "simulated_table.parquet", overwrite=True))
+        files.append(truth.save(out / "simulated_truth.json", overwrite=True))
+        x, y, factors = DEMO_X, DEMO_Y, list(spec.factors)
+        min_fraction: float | None = DEMO_MIN_FRACTION
+        data_label = (
+            f"simulated (bayes_l2l.simulate.simulate_table, seed {DEMO_SEED}, {'quick' if quick else 'full'} "
+            "demo spec in simulated_truth.json): NOT a measurement of real models"
+        )
+        console.print("[bold magenta]SIMULATED DATA[/]: planted effects, not real models")
+    else:
+        table = Path(table)
+        _step(1, f"data: {table}")
+        loss_table = LossTable.read(table)
+        if not (x and y):
+            x, y = _default_axes(loss_table, table)
+        factors = list(dict.fromkeys(factors or _default_factors(loss_table)))
+        data_label = f"table {table}"
+        min_fraction = None
+    design = build_design(loss_table, Question(x=x, y=y, factors=factors, min_fraction=min_fraction))
+    console.print(
+        f"  {len(design.points)} checkpoints, {design.n_runs} runs, {design.n_conditions} conditions; "
+        f"factors: {escape(', '.join(design.factor_levels) or 'none')}"
+    )
+    timings["data_s"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    settings = demo_settings(quick)
+    folder = out / "posterior"
+    sampler = {k: settings[k] for k in ("chains", "draws", "warmup", "seed")}
+    post = reusable_posterior(folder, design, settings["method"], sampler)
+    if post is not None:
+        _step(2, f"fit: reusing {folder} (same question, data and settings)")
+    else:
+        _step(
+            2,
+            f"fit: NUTS, {settings['chains']} chains x {settings['draws']} draws "
+            f"({settings['warmup']} warm-up) on {design.n_conditions} conditions",
+        )
+        with console.status("sampling"):
+            post = fit(
+                design,
+                method=settings["method"],
+                chains=settings["chains"],
+                draws=settings["draws"],
+                warmup=settings["warmup"],
+                seed=settings["seed"],
+                progress=sys.stderr.isatty(),
+            )
+        if folder.exists():
+            shutil.rmtree(folder)  # the demo's own stale fit (and its shared-curve caches)
+        post.save(folder)
+        console.print(f"  sampled in {post.wall_time_s:.1f} s")
+    timings["fit_s"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    compare = [f for f in design.factor_levels if len(design.factor_levels[f]) > 1]
+    _step(
+        3,
+        f"compare: {', '.join(compare) or 'no factor with two levels'}"
+        + (" (no LOO: --quick)" if quick else ""),
+    )
+    compares, shared_info = (
+        compare_factors(post, compare, rope=rope, loo=not quick, cache=folder) if compare else ({}, {})
+    )
+    timings["compare_s"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    _step(4, f"figures: {out / 'figures'}")
+    figs = plots.make_figures(post, compares, rope)
+    try:
+        files += plots.write_figures(figs, out / "figures", overwrite=True)
+        _step(5, f"report: {out / 'report.html'}")
+        truth_gaps = truth.gap_summaries() if truth is not None else None
+        notes = (
+            ["--quick: small data, short chains and no leave-one-run-out comparison; a smoke run only."]
+            if quick
+            else []
+        )
+        report = build_report(
+            post,
+            compares,
+            out / "report.html",
+            rope=rope,
+            simulated=True if truth is not None else None,
+            truth=truth_gaps,
+            notes=notes,
+            overwrite=True,
+            figures=figs,
+        )
+    finally:
+        for fig in figs.values():
+            plt.close(fig)
+    files.append(report)
+    timings["figures_report_s"] = time.perf_counter() - t0
+
+    ok, problems = fits_ok(post, shared_info)
+    evidence = {
+        "data": data_label,
+        **evidence_payload(post, compares, rope, shared_info),
+        "loo": "skipped (--quick)" if quick else "leave-one-run-out vs one shared curve per factor",
+        "settings": settings,
+        "timings_s": timings,
+        "diagnostics_ok": ok,
+        "problems": problems,
+    }
+    if truth_gaps is not None:
+        evidence["truth"] = json.loads(truth_gaps.to_json(orient="records"))
+    (out / "evidence.json").write_text(to_json(evidence))
+    files.append(out / "evidence.json")
+    from bayes_l2l.cli.evidence_cmds import print_compare
+
+    if compares:
+        print_compare(post, compares, rope)
+    console.print(
+        f"wrote {escape(str(report))}, {escape(str(out / 'evidence.json'))} and {escape(str(out / 'figures'))}/"
+    )
+    return {"evidence": evidence, "problems": problems, "files": [str(p) for p in files]}

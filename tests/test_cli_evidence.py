@@ -1,0 +1,283 @@
+"""`bayes-l2l compare | test | predict | report | demo` end to end: exit codes, JSON keys, files.
+
+Fast paths use a synthetic posterior folder (draws around a simulated table's truth, see test_plots);
+three real fits run here: the quick demo, the shared-curve fit for LOO, and an approximate fit of a table.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import replace
+
+import pytest
+from test_plots import synthetic_posterior
+
+from bayes_l2l.cli import main
+from bayes_l2l.infer import load
+from bayes_l2l.simulate import SimulationSpec, simulate_table
+
+CONTRAST_KEYS = {
+    "level",
+    "matched_on",
+    "support",
+    "gap_mean",
+    "gap_hdi90",
+    "gap_maxabs",
+    "p_shift",
+    "decision",
+    "elpd_diff",
+    "elpd_se",
+}
+DIAG_KEYS = {"max_rhat", "min_ess_bulk", "divergences", "ok"}
+
+
+def run(capsys, *argv: str) -> tuple[int, str, str]:
+    capsys.readouterr()
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture(scope="module")
+def synthetic_dir(tmp_path_factory):
+    """A posterior folder with good diagnostics (synthetic draws), factors pretraining_data, architecture."""
+    folder = tmp_path_factory.mktemp("synthetic") / "posterior"
+    synthetic_posterior().save(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def new_tables(tmp_path_factory):
+    """New checkpoints (another seed) of the shifted level 'code' and of the base recipe."""
+    spec = SimulationSpec(
+        factors={"pretraining_data": ["web", "code"], "architecture": ["llama", "gptneox"]},
+        effects={"pretraining_data": {"code": {"E_y": 0.2}}},
+        runs_per_condition=1,
+        checkpoints_per_run=6,
+        sizes=[160e6],
+    )
+    table, _ = simulate_table(spec, seed=11)
+    folder = tmp_path_factory.mktemp("new")
+    code = table.where(pretraining_data="code").save(folder / "code.parquet")
+    base = table.where(pretraining_data="web", architecture="llama").save(folder / "base.parquet")
+    return {"code": code, "base": base}
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    """`bayes-l2l demo --quick` once (a real NUTS fit); returns (exit code, out folder)."""
+    out = tmp_path_factory.mktemp("demo") / "out"
+    code = main(["demo", "--quick", "--out", str(out)])
+    return code, out
+
+
+# ------------------------------------------------------------------------------------------ demo
+def test_demo_quick_writes_everything_and_labels_simulated(demo) -> None:
+    code, out = demo
+    ev = json.loads((out / "evidence.json").read_text())
+    assert code == (0 if ev["diagnostics_ok"] else 3)
+    assert ev["data"].startswith("simulated") and ev["simulated"] is True
+    assert ev["loo"] == "skipped (--quick)"
+    assert {f["factor"] for f in ev["factors"]} == {"pretraining_data", "architecture", "size"}
+    for f in ev["factors"]:
+        for c in f["contrasts"]:
+            assert CONTRAST_KEYS <= set(c)
+    assert [r["factor"] for r in ev["ranking"]][
+        0
+    ] == "pretraining_data"  # the planted large shift ranks first
+    assert {t["factor"] for t in ev["truth"]} == {"pretraining_data", "architecture", "size"}
+    assert ev["timings_s"]["fit_s"] > 0
+    html = (out / "report.html").read_text()
+    assert "<title>SIMULATED DATA" in html
+    assert not re.findall(r"""(?:src|href)=["'](?!data:|#)""", html)
+    for name in ("curves", "gaps", "effects", "ranking", "rank", "ppc"):
+        for ext in ("png", "svg"):
+            assert (out / "figures" / f"{name}.{ext}").stat().st_size > 5_000
+    assert (out / "posterior" / "fit.json").exists() and (out / "simulated_table.parquet").exists()
+
+
+def test_demo_is_resumable(demo, capsys) -> None:
+    code0, out = demo
+    before = (out / "posterior" / "posterior.nc").stat().st_mtime_ns
+    code, stdout, _ = run(capsys, "demo", "--quick", "--out", out)
+    assert code == code0
+    assert "reusing" in stdout and "SIMULATED" in stdout
+    assert (out / "posterior" / "posterior.nc").stat().st_mtime_ns == before
+
+
+def test_demo_rejects_axes_without_table(capsys, tmp_path) -> None:
+    code, _, err = run(capsys, "demo", "--quick", "--out", tmp_path, "--x", "val/c4")
+    assert code == 2 and "--table" in err
+
+
+# ------------------------------------------------------------------------------------------ compare
+def test_compare_posterior_with_loo_caches_the_shared_fit(demo, capsys) -> None:
+    _, out = demo
+    post_dir = out / "posterior"
+    code, stdout, _ = run(capsys, "compare", post_dir, "--factor", "pretraining_data", "--json")
+    ev = json.loads(stdout)
+    assert code == (
+        0 if ev["diagnostics"]["ok"] and ev["factors"][0]["shared_fit"]["diagnostics"]["ok"] else 3
+    )
+    assert {"factor", "base", "x", "y", "rope", "contrasts", "diagnostics"} <= set(ev)
+    assert ev["factor"] == "pretraining_data" and ev["base"] == "FineWeb-Edu" and ev["rope"] == 0.02
+    assert DIAG_KEYS <= set(ev["diagnostics"])
+    (c4,) = ev["contrasts"]
+    assert CONTRAST_KEYS <= set(c4)
+    assert c4["decision"] == "shift" and c4["elpd_diff"] is not None and c4["elpd_se"] is not None
+    assert len(c4["support"]) == 2 and len(c4["gap_hdi90"]) == 2
+    assert ev["factors"][0]["shared_fit"]["cached"] is False
+    shared = load(post_dir / "shared_pretraining_data")
+    assert shared.design.question.factors == ["architecture", "size"]
+    assert shared.design.runs == load(post_dir).design.runs
+    # second run: the shared fit comes from the cache, same numbers
+    code2, stdout2, _ = run(capsys, "compare", post_dir, "--factor", "pretraining_data", "--json")
+    ev2 = json.loads(stdout2)
+    assert code2 == code and ev2["factors"][0]["shared_fit"]["cached"] is True
+    assert ev2["contrasts"][0]["elpd_diff"] == c4["elpd_diff"]
+
+
+def test_compare_several_factors_ranks_them(synthetic_dir, capsys) -> None:
+    code, stdout, _ = run(
+        capsys,
+        "compare",
+        synthetic_dir,
+        "--factor",
+        "architecture",
+        "--factor",
+        "pretraining_data",
+        "--no-loo",
+        "--json",
+    )
+    assert code == 0
+    ev = json.loads(stdout)
+    assert [r["factor"] for r in ev["ranking"]] == ["pretraining_data", "architecture"]
+    assert "contrasts" not in ev and len(ev["factors"]) == 2
+    assert all(c["elpd_diff"] is None for f in ev["factors"] for c in f["contrasts"])
+    code, stdout, _ = run(capsys, "compare", synthetic_dir, "--factor", "pretraining_data", "--no-loo")
+    assert code == 0 and "SIMULATED" in stdout and "shift" in stdout and "code" in stdout
+
+
+def test_compare_table_reuses_a_matching_posterior_and_refuses_another(demo, capsys) -> None:
+    _, out = demo
+    table = out / "simulated_table.parquet"
+    common = ["--x", "val/simulated", "--y", "test/simulated", "--chains", "2", "--draws", "150"]
+    common += ["--warmup", "150", "-o", out / "posterior", "--no-loo"]
+    factors = ["--factor", "pretraining_data", "--factor", "architecture", "--factor", "size"]
+    code, stdout, _ = run(capsys, "compare", table, *factors, *common, "--min-fraction", "0.005")
+    assert "reusing the posterior" in stdout and code in (0, 3)
+    code, _, err = run(capsys, "compare", table, *factors, *common)  # no early filter: another question
+    assert code == 2 and "--overwrite" in err
+
+
+def test_compare_table_fits_first(tmp_path, capsys) -> None:
+    spec = SimulationSpec(
+        factors={"pretraining_data": ["web", "code"]},
+        effects={"pretraining_data": {"code": {"E_y": 0.2}}},
+        runs_per_condition=2,
+        checkpoints_per_run=6,
+        sizes=[160e6],
+    )
+    table, _ = simulate_table(spec, seed=5)
+    path = table.save(tmp_path / "t.parquet")
+    args = ["compare", path, "--x", "val/c4", "--y", "test/hellaswag", "--factor", "pretraining_data"]
+    code, stdout, _ = run(capsys, *args, "--method", "approx", "--no-loo", "-o", tmp_path / "post", "--json")
+    assert code == 0
+    ev = json.loads(stdout)
+    assert ev["method"] == "approx" and ev["diagnostics"]["max_rhat"] is None
+    assert ev["contrasts"][0]["decision"] == "shift"
+    assert (tmp_path / "post" / "fit.json").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["compare", "{tmp}/nope", "--factor", "a"], "no such posterior folder or loss table"),
+        (["compare", "{post}", "--factor", "tokenizer", "--no-loo"], "not a factor of this posterior"),
+        (["compare", "{post}", "--factor", "architecture", "--rope", "-1", "--no-loo"], "positive"),
+        (["compare", "{post}", "--factor", "architecture", "--x", "val/c4"], "posterior folder"),
+        (["compare", "{table}", "--factor", "pretraining_data"], "--x and --y"),
+        (["test", "{post}", "{tmp}/missing.parquet"], "missing.parquet"),
+        (["test", "{post}", "{table}", "--against", "pretraining_data=nope"], "no condition"),
+        (["predict", "{post}"], "exactly one of"),
+        (["predict", "{post}", "--x", "3,x"], "comma-separated numbers"),
+        (["predict", "{post}", "--x", "3", "--level", "tokenizer=gpt2"], "tokenizer"),
+        (["report", "{post}", "-o", "{tmp}/r.html", "--compare", "tokenizer", "--no-loo"], "tokenizer"),
+    ],
+)
+def test_bad_input_exits_2_with_a_message(synthetic_dir, new_tables, tmp_path, capsys, args, needle) -> None:
+    fmt = {"tmp": tmp_path, "post": synthetic_dir, "table": new_tables["code"]}
+    code, _, err = run(capsys, *[a.format(**fmt) for a in args])
+    assert code == 2
+    assert needle in err and "Traceback" not in err
+
+
+# ------------------------------------------------------------------------------------------ test
+def test_new_checkpoints_of_a_shifted_recipe_are_a_shift(synthetic_dir, new_tables, capsys) -> None:
+    code, stdout, _ = run(capsys, "test", synthetic_dir, new_tables["code"], "--json")
+    assert code == 0
+    res = json.loads(stdout)
+    assert res["decision"] == "shift" and res["p_shift"] > 0.95
+    assert res["against"] == "pretraining_data=web|architecture=llama"
+    assert res["n_checkpoints"] == len(res["checkpoints"]) == 12
+    assert {"checkpoint", "x", "y", "predicted", "predictive_sd", "z"} <= set(res["checkpoints"][0])
+    assert {"gap_mean", "gap_hdi90", "rope", "diagnostics"} <= set(res)
+
+
+def test_new_checkpoints_against_their_own_curve(synthetic_dir, new_tables, capsys) -> None:
+    code, stdout, _ = run(
+        capsys, "test", synthetic_dir, new_tables["code"], "--against", "pretraining_data=code", "--json"
+    )
+    assert code == 0
+    res = json.loads(stdout)
+    assert res["decision"] != "shift" and abs(res["gap_mean"]) < 0.05
+    code, stdout, _ = run(capsys, "test", synthetic_dir, new_tables["base"])
+    assert code == 0 and "per checkpoint" in stdout and "z" in stdout
+
+
+# ------------------------------------------------------------------------------------------ predict
+def test_predict_values_and_from_table(synthetic_dir, new_tables, capsys) -> None:
+    code, stdout, _ = run(capsys, "predict", synthetic_dir, "--x", "3.5,4.0,9.0", "--json")
+    assert code == 0
+    res = json.loads(stdout)
+    rows = res["predictions"]
+    assert [r["x"] for r in rows] == [3.5, 4.0, 9.0]
+    for r in rows:
+        assert r["lo90"] <= r["lo50"] <= r["mean"] <= r["hi50"] <= r["hi90"]
+    assert rows[2]["extrapolation"] is True and rows[0]["extrapolation"] is False
+    code, stdout, _ = run(
+        capsys,
+        "predict",
+        synthetic_dir,
+        "--from-table",
+        new_tables["code"],
+        "--level",
+        "pretraining_data=code",
+    )
+    assert code == 0 and "code_llama" in stdout and "90% PI" in stdout
+
+
+def test_failed_diagnostics_exit_3_after_printing(synthetic_dir, tmp_path, capsys) -> None:
+    post = load(synthetic_dir)
+    bad = replace(post, diagnostics={**post.diagnostics, "ok": False, "problems": ["R-hat 1.300 > 1.01 (K)"]})
+    bad.save(tmp_path / "bad")
+    code, stdout, err = run(capsys, "predict", tmp_path / "bad", "--x", "3.5", "--json")
+    assert code == 3
+    assert json.loads(stdout)["diagnostics"]["ok"] is False
+    assert "R-hat 1.300" in err
+
+
+# ------------------------------------------------------------------------------------------ report
+def test_report_command(synthetic_dir, tmp_path, capsys) -> None:
+    out = tmp_path / "r.html"
+    code, stdout, _ = run(
+        capsys, "report", synthetic_dir, "-o", out, "--figures", tmp_path / "figs", "--no-loo"
+    )
+    assert code == 0 and out.exists() and "report written" in stdout
+    html = out.read_text()
+    assert "pretraining_data" in html and "architecture" in html and "SIMULATED" in html
+    assert not re.findall(r"""(?:src|href)=["'](?!data:|#)""", html)
+    assert len(list((tmp_path / "figs").glob("*.png"))) == 6
+    code, _, err = run(capsys, "report", synthetic_dir, "-o", out, "--no-loo")
+    assert code == 2 and "--overwrite" in err
