@@ -178,3 +178,31 @@ def test_cli_fit_bad_input_exits_2(tmp_path, capsys) -> None:
     code = main(["fit", str(bad), "--x", "val/c4", "--y", "test/x", "-o", str(tmp_path / "p")])
     err = capsys.readouterr().err
     assert code == 2 and "missing required column" in err and "Traceback" not in err
+
+
+def test_an_evaluation_store_folder_reads_as_a_table(tmp_path) -> None:
+    from bayes_l2l.table import LossTable
+    from bayes_l2l.errors import LossTableError
+
+    with pytest.raises(LossTableError, match="is a folder"):
+        LossTable.read(tmp_path)
+    from bayes_l2l.evaluate.store import ResultStore
+
+    store = ResultStore(tmp_path / "store", create=True)
+    ns = store.namespace("ns-x", {"fingerprint": "x", "summary": "test"})
+    ns.write(
+        {
+            "run": "r1",
+            "checkpoint": "step100",
+            "metric": "val/c4",
+            "step": 100,
+            "tokens": 1e6,
+            "params": 1e6,
+            "factors": {"architecture": "llama"},
+            "kind": "validation",
+            "estimator": "test",
+            "rows": [{"unit": "nats/token", "value": 3.5, "n": 10, "stderr": 0.01}],
+        }
+    )
+    table = LossTable.read(store.root)
+    assert table.df["value"].tolist() == [3.5]

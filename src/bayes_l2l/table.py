@@ -342,10 +342,18 @@ class LossTable:
 
     @classmethod
     def read(cls, path: str | Path) -> LossTable:
-        """Read a LossTable written by :meth:`save` (parquet or CSV), validating it."""
+        """Read a LossTable written by :meth:`save` (parquet or CSV), or an evaluation store folder."""
         path = Path(path)
         if not path.exists():
             raise LossTableError(f"{path}: no such file; give the path of a .parquet or .csv loss table")
+        if path.is_dir():
+            if (path / "bayes-l2l-store.json").exists():
+                from bayes_l2l.evaluate.store import read_store  # no torch needed
+
+                return read_store(path)
+            raise LossTableError(
+                f"{path}: is a folder, not a loss table or an evaluation store (no bayes-l2l-store.json in it)"
+            )
         suffix = path.suffix.lower()
         warnings: list[str] = []
         source = str(path)
