@@ -181,8 +181,8 @@ def test_cli_fit_bad_input_exits_2(tmp_path, capsys) -> None:
 
 
 def test_an_evaluation_store_folder_reads_as_a_table(tmp_path) -> None:
-    from bayes_l2l.table import LossTable
     from bayes_l2l.errors import LossTableError
+    from bayes_l2l.table import LossTable
 
     with pytest.raises(LossTableError, match="is a folder"):
         LossTable.read(tmp_path)
