@@ -1,7 +1,7 @@
 """`bayes-l2l compare | test | predict | report | demo` end to end: exit codes, JSON keys, files.
 
 Fast paths use a synthetic posterior folder (draws around a simulated table's truth, see test_plots);
-three real fits run here: the quick demo, the shared-curve fit for LOO, and an approximate fit of a table.
+three real (short NUTS) fits run here: the quick demo, the shared-curve fit for LOO, and a fit of a table.
 """
 
 from __future__ import annotations
@@ -165,8 +165,9 @@ def test_compare_table_reuses_a_matching_posterior_and_refuses_another(demo, cap
     common = ["--x", "val/simulated", "--y", "test/simulated", "--chains", "2", "--draws", "150"]
     common += ["--warmup", "150", "-o", out / "posterior", "--no-loo"]
     factors = ["--factor", "pretraining_data", "--factor", "architecture", "--factor", "size"]
-    code, stdout, _ = run(capsys, "compare", table, *factors, *common, "--min-fraction", "0.005")
-    assert "reusing the posterior" in stdout and code in (0, 3)
+    code, stdout, err = run(capsys, "compare", table, *factors, *common, "--min-fraction", "0.005", "--json")
+    assert "reusing the posterior" in err and code in (0, 3)
+    assert json.loads(stdout)["ranking"][0]["factor"] == "pretraining_data"
     code, _, err = run(capsys, "compare", table, *factors, *common)  # no early filter: another question
     assert code == 2 and "--overwrite" in err
 
@@ -182,10 +183,11 @@ def test_compare_table_fits_first(tmp_path, capsys) -> None:
     table, _ = simulate_table(spec, seed=5)
     path = table.save(tmp_path / "t.parquet")
     args = ["compare", path, "--x", "val/c4", "--y", "test/hellaswag", "--factor", "pretraining_data"]
-    code, stdout, _ = run(capsys, *args, "--method", "approx", "--no-loo", "-o", tmp_path / "post", "--json")
-    assert code == 0
+    settings = ["--chains", "2", "--draws", "150", "--warmup", "150"]
+    code, stdout, err = run(capsys, *args, *settings, "--no-loo", "-o", tmp_path / "post", "--json")
     ev = json.loads(stdout)
-    assert ev["method"] == "approx" and ev["diagnostics"]["max_rhat"] is None
+    assert code == (0 if ev["diagnostics"]["ok"] else 3)
+    assert ev["method"] == "nuts" and ev["n_points"] == 24 and "posterior written" in err
     assert ev["contrasts"][0]["decision"] == "shift"
     assert (tmp_path / "post" / "fit.json").exists()
 
@@ -220,7 +222,7 @@ def test_new_checkpoints_of_a_shifted_recipe_are_a_shift(synthetic_dir, new_tabl
     res = json.loads(stdout)
     assert res["decision"] == "shift" and res["p_shift"] > 0.95
     assert res["against"] == "pretraining_data=web|architecture=llama"
-    assert res["n_checkpoints"] == len(res["checkpoints"]) == 12
+    assert res["n_checkpoints"] == len(res["checkpoints"]) == 6
     assert {"checkpoint", "x", "y", "predicted", "predictive_sd", "z"} <= set(res["checkpoints"][0])
     assert {"gap_mean", "gap_hdi90", "rope", "diagnostics"} <= set(res)
 

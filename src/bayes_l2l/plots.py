@@ -286,9 +286,7 @@ def plot_gap_forest(compares: Mapping[str, Sequence[ContrastResult]], rope: floa
         ax_mean.set_xlabel("mean gap (nats)")
         ax_max.set_xlabel("max |gap| (nats)")
         ax_max.set_xlim(left=0)
-        ax_mean.set_title("mean over the common x range")
-        ax_max.set_title("largest over the common x range")
-        fig.suptitle("curve gap, level − base (90% HDI)", fontsize=10)
+        fig.suptitle("curve gap level − base over the common x range (90% HDI)", fontsize=10)
         fig.legend(
             handles=[Patch(color=ROPE_COLOUR, alpha=0.45, lw=0, label=f"ROPE ±{rope:g} nats")],
             loc="outside lower center",

@@ -8,6 +8,7 @@ The functions here are also the Python API of these commands: :func:`compare_fac
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any
@@ -48,7 +49,10 @@ def same_fit(post: Any, design: Any, method: str, settings: dict[str, Any]) -> b
         return False
     if len(d.points) != len(design.points):
         return False
-    return bool(np.array_equal(d.x, design.x) and np.array_equal(d.y, design.y))
+    # design.json stores floats with 10 significant digits: compare at that precision
+    return bool(
+        np.allclose(d.x, design.x, rtol=1e-9, atol=0) and np.allclose(d.y, design.y, rtol=1e-9, atol=0)
+    )
 
 
 def reusable_posterior(folder: Path, design: Any, method: str, settings: dict[str, Any]) -> Any | None:
@@ -141,7 +145,9 @@ def shared_fit(post: Any, factor: str, cache: Path | None, *, progress: bool = F
         hit = reusable_posterior(folder, design, post.method, post.settings)
         if hit is not None:
             return hit, True
-    with console.status(f"fitting the shared-curve model without {escape(factor)} (for the LOO comparison)"):
+    with err_console.status(
+        f"fitting the shared-curve model without {escape(factor)} (for the LOO comparison)"
+    ):
         shared = fit_like(post, design, progress=progress)
     if folder is not None:
         shared.save(folder, overwrite=True)
@@ -182,7 +188,12 @@ def compare_factors(
                 "folder": None if cache is None else str(cache / f"{SHARED_PREFIX}{f}"),
                 "diagnostics": _diag(shared.diagnostics),
             }
-        results[f] = compare_factor(post, f, rope=rope, shared=shared)
+        with warnings.catch_warnings():
+            # arviz warns per fit about Pareto k > 0.6; the contrast's elpd_note states the largest k
+            warnings.filterwarnings(
+                "ignore", message="Estimated shape parameter of Pareto", category=UserWarning
+            )
+            results[f] = compare_factor(post, f, rope=rope, shared=shared)
     return results, shared_info
 
 
@@ -244,6 +255,11 @@ def fits_ok(post: Any, shared_info: dict[str, dict[str, Any]] | None = None) -> 
 def say(text: str) -> None:
     """A message line: no highlighting, no hard wrapping (paths and names stay whole)."""
     console.print(text, highlight=False, soft_wrap=True)
+
+
+def note(text: str) -> None:
+    """A progress message on stderr (stdout stays clean for --json)."""
+    err_console.print(text, highlight=False, soft_wrap=True)
 
 
 def _table(title: str) -> Table:
@@ -392,7 +408,7 @@ def fit_table_for_compare(
     settings = {"chains": chains if method == "nuts" else 1, "draws": draws, "warmup": warmup, "seed": seed}
     hit = reusable_posterior(output, design, method, settings)
     if hit is not None:
-        say(f"reusing the posterior in {escape(str(output))} (same question, data and settings)")
+        note(f"reusing the posterior in {escape(str(output))} (same question, data and settings)")
         return hit
     if is_posterior_folder(output) and not overwrite:
         raise UserInputError(
@@ -410,7 +426,7 @@ def fit_table_for_compare(
 
         shutil.rmtree(output)  # also drops shared_<F>/ caches of the replaced fit
     post.save(output, overwrite=True)
-    say(f"posterior written to {escape(str(output))}")
+    note(f"posterior written to {escape(str(output))}")
     return post
 
 
