@@ -323,8 +323,8 @@ def _caveats_section(
         items.append(f"Importer / estimator warning: {_e(w)}")
     for contrasts in compares.values():
         for c in contrasts:
-            if c.elpd_note:
-                items.append(f"{_e(c.factor)} = {_e(c.level)}: {_e(c.elpd_note)}")
+            if c.elpd_note:  # one leave-one-run-out comparison per factor
+                items.append(f"{_e(c.factor)}: {_e(c.elpd_note)}")
             if c.note:
                 items.append(f"{_e(c.factor)} = {_e(c.level)}: {_e(c.note)}")
             if c.decision.startswith("not identifiable"):
@@ -336,7 +336,7 @@ def _caveats_section(
         "alone in its condition cannot be predicted by separate curves, which lowers their elpd."
     )
     items += [_e(n) for n in notes]
-    return "<h2>Caveats</h2><ul>" + "".join(f"<li>{i}</li>" for i in items) + "</ul>"
+    return "<h2>Caveats</h2><ul>" + "".join(f"<li>{i}</li>" for i in dict.fromkeys(items)) + "</ul>"
 
 
 # ------------------------------------------------------------------------------------------ entry point
