@@ -53,7 +53,9 @@ def parse_assignments(items: Sequence[str] | None, option: str) -> dict[str, str
     out: dict[str, str] = {}
     for item in items or []:
         if "=" not in item:
-            raise UserInputError(f"{option} {item!r}: expected COLUMN=VALUE, e.g. {option} architecture=Llama")
+            raise UserInputError(
+                f"{option} {item!r}: expected COLUMN=VALUE, e.g. {option} architecture=Llama"
+            )
         key, value = item.split("=", 1)
         if not key.strip():
             raise UserInputError(f"{option} {item!r}: the column name before '=' is empty")

@@ -48,6 +48,8 @@ def fit_from_options(
     compute: str = "auto",
     prior_ex: str | None = None,
     prior_ey: str | None = None,
+    effect_prior: str = "normal",
+    target_accept: float = 0.95,
     progress: bool = False,
 ) -> Any:
     """Read the table, build the design and fit; shared by `fit` and the commands that fit first."""
@@ -58,6 +60,10 @@ def fit_from_options(
 
     if method not in ("nuts", "approx"):
         raise UserInputError(f"--method {method!r}: use nuts or approx")
+    if effect_prior not in ("normal", "hierarchical"):
+        raise UserInputError(f"--effect-prior {effect_prior!r}: use normal or hierarchical")
+    if not 0.5 <= target_accept < 1:
+        raise UserInputError(f"--target-accept {target_accept}: use a value in [0.5, 1), e.g. 0.95 or 0.99")
     if compute not in ("auto", "on", "off"):
         raise UserInputError(f"--compute {compute!r}: use auto, on or off")
     if not 0 <= early_fraction < 1 or not 0 < early_weight <= 1:
@@ -84,6 +90,7 @@ def fit_from_options(
         use_compute={"auto": "auto", "on": True, "off": False}[compute],
         prior_Ex=_pair(prior_ex, "--prior-ex"),
         prior_Ey=_pair(prior_ey, "--prior-ey"),
+        effect_prior=effect_prior,
     )
     if paper_mode:
         config, notes = paper_mode_config(design, config)
@@ -94,6 +101,7 @@ def fit_from_options(
         return fit(
             design,
             config,
+            target_accept=target_accept,
             method=method,
             chains=chains,
             draws=draws,
@@ -205,6 +213,13 @@ def fit_command(
     compute: Annotated[str, typer.Option(help="Joint compute-to-loss component: auto, on, off.")] = "auto",
     prior_ex: Annotated[str | None, typer.Option(help="User prior MEAN,SD (nats) on the base Ex.")] = None,
     prior_ey: Annotated[str | None, typer.Option(help="User prior MEAN,SD (nats) on the base Ey.")] = None,
+    effect_prior: Annotated[
+        str,
+        typer.Option(help="Effect prior: normal (fixed scales) or hierarchical (scale learned per factor)."),
+    ] = "normal",
+    target_accept: Annotated[
+        float, typer.Option(help="NUTS target acceptance (raise to 0.99 on divergences).")
+    ] = 0.95,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing posterior folder.")] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> int:
@@ -235,6 +250,8 @@ def fit_command(
         compute=compute,
         prior_ex=prior_ex,
         prior_ey=prior_ey,
+        effect_prior=effect_prior,
+        target_accept=target_accept,
     )
     post.save(output, overwrite=overwrite)
     if json_out:
