@@ -260,7 +260,16 @@ def fit_command(
         print_posterior_summary(post)
         console.print(f"posterior written to {escape(str(output))}")
     if not post.diagnostics["ok"]:
-        raise DiagnosticsError("; ".join(post.diagnostics["problems"]) + f" (posterior kept in {output})")
+        hint = ""
+        if post.diagnostics.get("divergences"):
+            hint = (
+                "; divergences: try --target-accept 0.99, or --effect-prior hierarchical --target-accept 0.99"
+            )
+        elif post.diagnostics.get("max_rhat") and post.diagnostics["max_rhat"] > 1.01:
+            hint = "; try more --warmup and --draws"
+        raise DiagnosticsError(
+            "; ".join(post.diagnostics["problems"]) + f" (posterior kept in {output}){hint}"
+        )
     return 0
 
 
