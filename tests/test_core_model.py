@@ -206,3 +206,28 @@ def test_an_evaluation_store_folder_reads_as_a_table(tmp_path) -> None:
     )
     table = LossTable.read(store.root)
     assert table.df["value"].tolist() == [3.5]
+
+
+def test_compute_component_and_user_priors() -> None:
+    from dataclasses import replace
+
+    from bayes_l2l.model import ModelConfig
+
+    spec = replace(SMALL, sizes=[160e6, 410e6, 1e9], runs_per_condition=1)
+    table, _ = simulate_table(spec, seed=0)
+    design = build_design(table, Question(x="val/c4", y="test/hellaswag", factors=["pretraining_data"]))
+    post = fit(design, ModelConfig(prior_Ex=(1.8, 0.2)), seed=0, chains=2, draws=80, warmup=80)
+    assert post.settings["compute_component"] is True
+    assert {"cl_alpha", "cl_beta", "cl_sigma_x"} <= set(post.dt["posterior"].data_vars)
+    assert "x_obs" in post.dt["log_likelihood"]
+    off = fit(design, ModelConfig(use_compute=False), seed=0, chains=2, draws=30, warmup=30)
+    assert off.settings["compute_component"] is False and "cl_alpha" not in off.dt["posterior"]
+
+
+def test_approximate_path_runs_and_says_so(small_table) -> None:
+    table, _ = small_table
+    design = build_design(table, Question(x="val/c4", y="test/hellaswag", factors=["pretraining_data"]))
+    post = fit(design, method="approx", seed=0, draws=200)
+    assert post.method == "approx" and post.diagnostics["max_rhat"] is None
+    assert "--method nuts" in post.diagnostics["note"]
+    assert np.isfinite(post.draws("K")).all()
