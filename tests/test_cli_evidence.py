@@ -206,6 +206,9 @@ def test_compare_table_fits_first(tmp_path, capsys) -> None:
         (["predict", "{post}", "--x", "3,x"], "comma-separated numbers"),
         (["predict", "{post}", "--x", "3", "--level", "tokenizer=gpt2"], "tokenizer"),
         (["report", "{post}", "-o", "{tmp}/r.html", "--compare", "tokenizer", "--no-loo"], "tokenizer"),
+        (["demo", "--out", "{tmp}/o", "--table", "{tmp}/missing.parquet"], "missing.parquet"),
+        (["demo", "--out", "{tmp}/o", "--where", "architecture=GPT"], "--table"),
+        (["demo", "--out", "{table}"], "is a file"),
     ],
 )
 def test_bad_input_exits_2_with_a_message(synthetic_dir, new_tables, tmp_path, capsys, args, needle) -> None:

@@ -36,14 +36,11 @@ def is_posterior_folder(path: Path) -> bool:
     return path.is_dir() and (path / "fit.json").exists()
 
 
-def _settings_key(settings: dict[str, Any]) -> tuple[Any, ...]:
-    return tuple(settings.get(k) for k in ("chains", "draws", "warmup", "seed"))
-
-
 def same_fit(post: Any, design: Any, method: str, settings: dict[str, Any]) -> bool:
-    """Whether a saved posterior answers the same question on the same points with the same settings."""
+    """Whether a saved posterior answers the same question on the same points with the same sampler
+    settings (those given in ``settings``: chains, draws, warmup, seed, ...)."""
     d = post.design
-    if post.method != method or _settings_key(post.settings) != _settings_key(settings):
+    if post.method != method or any(post.settings.get(k) != v for k, v in settings.items()):
         return False
     if d.question.to_dict() != design.question.to_dict() or d.runs != design.runs:
         return False
@@ -732,6 +729,9 @@ def demo_command(
     x: Annotated[str | None, typer.Option("--x", help="x metric (with --table).")] = None,
     y: Annotated[str | None, typer.Option("--y", help="y metric (with --table).")] = None,
     factor: Annotated[list[str] | None, typer.Option("--factor", help="Factors (with --table).")] = None,
+    where: Annotated[
+        list[str] | None, typer.Option("--where", help="Keep rows COLUMN=VALUE (with --table).")
+    ] = None,
     quick: Annotated[
         bool, typer.Option("--quick", help="Small data and short chains; no LOO (a smoke run).")
     ] = False,
@@ -741,6 +741,15 @@ def demo_command(
     figures/, posterior/). Without --table the data are SIMULATED (labelled so everywhere)."""
     from bayes_l2l.demo import run_demo
 
-    result = run_demo(out, table=table, x=x, y=y, factors=factor, quick=quick, rope=rope)
+    result = run_demo(
+        out,
+        table=table,
+        x=x,
+        y=y,
+        factors=factor,
+        where=parse_assignments(where, "--where"),
+        quick=quick,
+        rope=rope,
+    )
     report_problems(result["problems"], str(out))
     return 0
