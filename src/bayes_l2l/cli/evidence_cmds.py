@@ -383,8 +383,8 @@ def fit_table_for_compare(
 
     if not x or not y:
         raise UserInputError(
-            f"{table_path}: is a loss table, so compare fits it first and needs --x and --y "
-            "(or pass a posterior folder written by `bayes-l2l fit`)"
+            f"{table_path}: not a posterior folder (no fit.json), so compare reads it as a loss table and "
+            "fits it first, which needs --x and --y (or pass a posterior folder written by `bayes-l2l fit`)"
         )
     if method not in ("nuts", "approx"):
         raise UserInputError(f"--method {method!r}: use nuts or approx")
@@ -467,7 +467,7 @@ def compare_command(
 
     if not source.exists():
         raise UserInputError(f"{source}: no such posterior folder or loss table")
-    if source.is_dir():
+    if is_posterior_folder(source):
         given = [name for name, v in (("--x", x), ("--y", y), ("--base", base), ("--where", where)) if v]
         if given:
             raise UserInputError(
