@@ -293,7 +293,7 @@ def build_design(table: LossTable, question: Question) -> Design:
         if (~keep).any():
             dropped.append(
                 {
-                    "reason": f"before {question.min_fraction:.0%} of the run's training",
+                    "reason": f"before fraction {question.min_fraction:g} of the run's training",
                     "count": int((~keep).sum()),
                 }
             )

@@ -3,7 +3,7 @@
 Decision rule (docs/evidence.md): with ROPE r (nats) and the curve gap Δ(x) = f_level(x) - f_base(x) over
 the common support of x,
 
-* "shift" when P(max_x |Δ(x)| > r) >= 0.95,
+* "shift" when P(|mean_x Δ(x)| > r) >= 0.95 (the average displacement over the support),
 * "no practical shift" when P(max_x |Δ(x)| < r) >= 0.95,
 * "undecided" otherwise.
 
@@ -42,9 +42,14 @@ def hdi(draws: np.ndarray, prob: float = CI_PROB) -> tuple[float, float]:
     return (float(d[i]), float(d[i + n_in - 1]))
 
 
-def decide(maxabs_draws: np.ndarray, rope: float) -> tuple[str, float, float]:
-    """(decision, P(shift), P(inside ROPE)) from draws of max_x |Δ(x)|."""
-    p_shift = float(np.mean(maxabs_draws > rope))
+def decide(mean_draws: np.ndarray, maxabs_draws: np.ndarray, rope: float) -> tuple[str, float, float]:
+    """(decision, P(shift), P(inside ROPE)).
+
+    P(shift) = P(|mean gap over the support| > rope): the average displacement of the curve, which curve
+    noise does not inflate (max|gap| does: it is biased upwards when curves are uncertain).
+    P(inside ROPE) = P(max_x |gap(x)| < rope): the whole curve within the ROPE.
+    """
+    p_shift = float(np.mean(np.abs(mean_draws) > rope))
     p_equiv = float(np.mean(maxabs_draws < rope))
     if p_shift >= DECISION_PROB:
         return "shift", p_shift, p_equiv
@@ -94,32 +99,55 @@ def _gap_draws(post: Posterior, c_level: int, c_base: int, n_grid: int = GRID_PO
     return f_l - f_b, [lo, hi]
 
 
-def _param_deltas(post: Posterior, c_level: int, c_base: int) -> dict[str, dict[str, Any]]:
-    p = post.condition_params()
-    ident = post.identification
-    out = {}
-    derived = {
-        "delta_log_K": np.log(p["K"][:, c_level]) - np.log(p["K"][:, c_base]),
-        "delta_log_kappa": np.log(p["kappa"][:, c_level]) - np.log(p["kappa"][:, c_base]),
-        "delta_Ex": p["Ex"][:, c_level] - p["Ex"][:, c_base],
-        "delta_Ey": p["Ey"][:, c_level] - p["Ey"][:, c_base],
+def _deltas(params: dict[str, np.ndarray], c_level: int, c_base: int) -> dict[str, np.ndarray]:
+    return {
+        "delta_log_K": np.log(params["K"][:, c_level]) - np.log(params["K"][:, c_base]),
+        "delta_log_kappa": np.log(params["kappa"][:, c_level]) - np.log(params["kappa"][:, c_base]),
+        "delta_Ex": params["Ex"][:, c_level] - params["Ex"][:, c_base],
+        "delta_Ey": params["Ey"][:, c_level] - params["Ey"][:, c_base],
     }
+
+
+def _param_deltas(post: Posterior, c_level: int, c_base: int) -> dict[str, dict[str, Any]]:
+    """Δ log K, Δ log kappa, Δ Ex, Δ Ey with 90% HDI and an identification flag from the contraction of the
+    delta itself (its own prior draws against its posterior draws; see infer.identification)."""
+    from bayes_l2l.infer import IDENTIFIED, WEAK, _contraction
+
+    post_d = _deltas(post.condition_params(), c_level, c_base)
+    prior_d = None
+    if "prior" in post.dt.children and all(v in post.dt["prior"] for v in ("K", "kappa", "Ex", "Ey")):
+        prior_params = {}
+        for v in ("K", "kappa", "Ex", "Ey"):
+            arr = np.asarray(post.dt["prior"][v].values)
+            prior_params[v] = arr.reshape(-1, arr.shape[-1])
+        prior_d = _deltas(prior_params, c_level, c_base)
     names = post.design.conditions["condition"].astype(str).tolist()
-    for name, draws in derived.items():
-        var = {"delta_log_K": "K", "delta_log_kappa": "kappa", "delta_Ex": "Ex", "delta_Ey": "Ey"}[name]
-        flags = []
-        if ident is not None:
-            for c in (c_level, c_base):
-                key = f"{var}[{names[c]}]"
-                if key in ident.index:
-                    flags.append(str(ident.loc[key, "identified"]))
-        worst = (
-            "fixed"
-            if flags and all(f == "fixed" for f in flags)
-            else next((f for f in ("not identified", "weak", "identified") if f in flags), "unknown")
-        )
-        out[name] = {"mean": float(np.mean(draws)), "hdi90": list(hdi(draws)), "identified": worst}
+    out = {}
+    for name, draws in post_d.items():
+        flag = _worst_condition_flag(post, name, [names[c_level], names[c_base]])
+        if prior_d is not None:
+            c = _contraction(draws, prior_d[name])
+            flag = (
+                "fixed"
+                if not np.isfinite(c)
+                else ("identified" if c >= IDENTIFIED else "weak" if c >= WEAK else "not identified")
+            )
+        out[name] = {"mean": float(np.mean(draws)), "hdi90": list(hdi(draws)), "identified": flag}
     return out
+
+
+def _worst_condition_flag(post: Posterior, delta: str, conditions: list[str]) -> str:
+    """Fallback flag (no prior draws stored): the worse of the two conditions' flags for the parameter."""
+    var = {"delta_log_K": "K", "delta_log_kappa": "kappa", "delta_Ex": "Ex", "delta_Ey": "Ey"}[delta]
+    ident = post.identification
+    flags = (
+        []
+        if ident is None
+        else [str(ident.loc[f"{var}[{c}]", "identified"]) for c in conditions if f"{var}[{c}]" in ident.index]
+    )
+    if flags and all(f == "fixed" for f in flags):
+        return "fixed"
+    return next((f for f in ("not identified", "weak", "identified") if f in flags), "unknown")
 
 
 def compare_factor(
@@ -184,7 +212,7 @@ def compare_factor(
         else:
             gap_mean_d = np.nanmean(gaps, axis=1)
             maxabs_d = np.nanmax(np.abs(gaps), axis=1)
-            decision, p_shift, p_eq = decide(maxabs_d, rope)
+            decision, p_shift, p_eq = decide(gap_mean_d, maxabs_d, rope)
         res = ContrastResult(
             factor=factor,
             level=con.level,
@@ -246,13 +274,14 @@ def loo_compare_runs(post: Posterior, shared: Posterior) -> dict[str, Any]:
     Positive = the factor's separate curves predict held-out runs better. Where a Pareto k exceeds 0.7
     the PSIS estimate for that run is unreliable and the note says so.
     """
-    if post.design.runs != shared.design.runs:
+    if sorted(post.design.runs) != sorted(shared.design.runs):
         raise UserInputError("the two fits must use the same runs (same table, --where and filters)")
     a, b = loo_runs(post), loo_runs(shared)
-    diff = a["elpd_i"] - b["elpd_i"]
+    order = [shared.design.runs.index(r) for r in post.design.runs]  # align the shared fit's runs by name
+    diff = a["elpd_i"] - b["elpd_i"][order]
     n = diff.size
     se = float(np.sqrt(n * np.var(diff, ddof=1))) if n > 1 else float("nan")
-    kmax = float(np.nanmax(np.concatenate([a["pareto_k"], b["pareto_k"]])))
+    kmax = float(np.nanmax(np.concatenate([a["pareto_k"], b["pareto_k"][order]])))
     note = f"PSIS-LOO over {n} runs held out whole; max Pareto k {kmax:.2f}"
     if kmax > 0.7:
         note += " (> 0.7: unreliable for some runs; a run alone in its condition cannot be predicted by separate curves)"
@@ -385,7 +414,7 @@ def test_new_checkpoints(
     gap = np.nanmean(resid, axis=1) + rng.normal(size=resid.shape[0]) * np.sqrt(
         sigma_run**2 + sigma**2 / x.size
     )
-    decision, p_shift, p_eq = decide(np.abs(gap), rope)
+    decision, p_shift, p_eq = decide(gap, np.abs(gap), rope)
     mean_pred = np.nanmean(pred, axis=0)
     sd_pred = np.nanstd(pred, axis=0)
     cond = post.design.conditions.iloc[c]
