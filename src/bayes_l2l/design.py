@@ -174,6 +174,18 @@ class Design:
         n, d = self.params, self.tokens
         return bool(np.isfinite(n).all() and np.isfinite(d).all() and (d > 0).all())
 
+    def without_factor(self, factor: str) -> Design:
+        """The same points with ``factor`` dropped from the question: its levels share one curve."""
+        from dataclasses import replace
+
+        factors = [f for f in self.question.factors if f != factor]
+        question = replace(
+            self.question, factors=factors, base={k: v for k, v in self.question.base.items() if k != factor}
+        )
+        levels = {f: list(self.factor_levels[f]) for f in factors}
+        pts, conditions, runs = index_conditions(self.points.drop(columns=["condition"]), factors, levels)
+        return Design(question, pts, levels, conditions, runs, list(self.dropped), list(self.warnings))
+
     def condition_of(self, levels: dict[str, str]) -> int:
         """Index of the condition with the given factor levels (unspecified factors at base)."""
         full = {f: str(levels.get(f, lv[0])) for f, lv in self.factor_levels.items()}
@@ -243,6 +255,38 @@ def drop_repeated_measurements(pts: pd.DataFrame) -> tuple[pd.DataFrame, dict[st
         ],
     }
     return pts[~repeated], note
+
+
+def index_conditions(
+    pts: pd.DataFrame, factors: list[str], factor_levels: dict[str, list[str]]
+) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
+    """Label and order conditions (base levels first), index points by condition and run, and summarise
+    each condition (n_points, n_runs, min/max x and y). Returns (points, conditions, runs)."""
+    pts = pts.assign(condition=condition_labels(pts, factors))
+    first = pts.drop_duplicates("condition")
+    keys = {
+        row[0]: tuple(factor_levels[f].index(str(v)) for f, v in zip(factors, row[1:], strict=True))
+        for row in first[["condition", *factors]].itertuples(index=False)
+    }
+    cond_order = sorted(keys, key=lambda c: keys[c])
+    pts["cond_idx"] = pts["condition"].map({c: i for i, c in enumerate(cond_order)}).astype(int)
+    pts = pts.sort_values(["cond_idx", "run", "x"], ascending=[True, True, False]).reset_index(drop=True)
+    runs = list(dict.fromkeys(pts["run"].astype(str)))
+    pts["run_idx"] = pts["run"].astype(str).map({r: i for i, r in enumerate(runs)}).astype(int)
+    grouped = pts.groupby("cond_idx")
+    conditions = pd.DataFrame(
+        {
+            "condition": cond_order,
+            **{f: grouped[f].first().astype(str).to_numpy() for f in factors},
+            "n_points": grouped.size().to_numpy(),
+            "n_runs": grouped["run"].nunique().to_numpy(),
+            "min_x": grouped["x"].min().to_numpy(),
+            "max_x": grouped["x"].max().to_numpy(),
+            "min_y": grouped["y"].min().to_numpy(),
+            "max_y": grouped["y"].max().to_numpy(),
+        }
+    )
+    return pts, conditions, runs
 
 
 def build_design(table: LossTable, question: Question) -> Design:
@@ -317,40 +361,7 @@ def build_design(table: LossTable, question: Question) -> Design:
                 f"{source}: base level {f}={base} has no checkpoints in this selection; levels are: {', '.join(present)}"
             )
         factor_levels[f] = [base] + [lv for lv in present if lv != base]
-    pts = pts.assign(condition=condition_labels(pts, question.factors))
-    cond_order = (
-        pts.drop_duplicates("condition")
-        .assign(
-            _key=lambda d: (
-                [
-                    tuple(factor_levels[f].index(v) for f, v in zip(question.factors, row, strict=True))
-                    for row in d[question.factors].itertuples(index=False)
-                ]
-                if question.factors
-                else 0
-            )
-        )
-        .sort_values("_key")["condition"]
-        .tolist()
-    )
-    pts["cond_idx"] = pts["condition"].map({c: i for i, c in enumerate(cond_order)}).astype(int)
-    pts = pts.sort_values(["cond_idx", "run", "x"], ascending=[True, True, False]).reset_index(drop=True)
-    runs = list(dict.fromkeys(pts["run"].astype(str)))
-    pts["run_idx"] = pts["run"].astype(str).map({r: i for i, r in enumerate(runs)}).astype(int)
-
-    grouped = pts.groupby("cond_idx")
-    conditions = pd.DataFrame(
-        {
-            "condition": cond_order,
-            **{f: grouped[f].first().astype(str).to_numpy() for f in question.factors},
-            "n_points": grouped.size().to_numpy(),
-            "n_runs": grouped["run"].nunique().to_numpy(),
-            "min_x": grouped["x"].min().to_numpy(),
-            "max_x": grouped["x"].max().to_numpy(),
-            "min_y": grouped["y"].min().to_numpy(),
-            "max_y": grouped["y"].max().to_numpy(),
-        }
-    )
+    pts, conditions, runs = index_conditions(pts, question.factors, factor_levels)
     small = conditions[conditions["n_points"] < MIN_POINTS_PER_CONDITION]
     if len(small):
         detail = "; ".join(f"{r.condition} ({r.n_points} point(s))" for r in small.itertuples())

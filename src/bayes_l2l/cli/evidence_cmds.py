@@ -65,52 +65,6 @@ def reusable_posterior(folder: Path, design: Any, method: str, settings: dict[st
     return post if same_fit(post, design, method, settings) else None
 
 
-def drop_factor(design: Any, factor: str) -> Any:
-    """The same points with ``factor`` removed from the question (its levels share one curve).
-
-    Runs keep their order, so leave-one-run-out comparisons line up with the full fit.
-    """
-    from bayes_l2l.contrasts import condition_labels
-    from bayes_l2l.design import Design
-
-    q = design.question
-    factors = [f for f in q.factors if f != factor]
-    question = replace(q, factors=factors, base={k: v for k, v in q.base.items() if k != factor})
-    levels = {f: list(design.factor_levels[f]) for f in factors}
-    pts = design.points.copy()
-    pts["condition"] = condition_labels(pts, factors)
-    first = pts.drop_duplicates("condition")
-    keys = {
-        row.condition: tuple(levels[f].index(str(getattr(row, f))) for f in factors)
-        for row in first.itertuples(index=False)
-    }
-    order = sorted(keys, key=lambda c: keys[c])
-    pts["cond_idx"] = pts["condition"].map({c: i for i, c in enumerate(order)}).astype(int)
-    pts = pts.sort_values(["cond_idx", "run", "x"], ascending=[True, True, False]).reset_index(drop=True)
-    grouped = pts.groupby("cond_idx")
-    conditions = pd.DataFrame(
-        {
-            "condition": order,
-            **{f: grouped[f].first().astype(str).to_numpy() for f in factors},
-            "n_points": grouped.size().to_numpy(),
-            "n_runs": grouped["run"].nunique().to_numpy(),
-            "min_x": grouped["x"].min().to_numpy(),
-            "max_x": grouped["x"].max().to_numpy(),
-            "min_y": grouped["y"].min().to_numpy(),
-            "max_y": grouped["y"].max().to_numpy(),
-        }
-    )
-    return Design(
-        question=question,
-        points=pts,
-        factor_levels=levels,
-        conditions=conditions,
-        runs=list(design.runs),
-        dropped=list(design.dropped),
-        warnings=list(design.warnings),
-    )
-
-
 def fit_like(post: Any, design: Any, *, progress: bool = False) -> Any:
     """Fit ``design`` with the model configuration and sampler settings of ``post``."""
     from bayes_l2l.infer import fit, paper_mode_config
@@ -136,7 +90,7 @@ def fit_like(post: Any, design: Any, *, progress: bool = False) -> Any:
 def shared_fit(post: Any, factor: str, cache: Path | None, *, progress: bool = False) -> tuple[Any, bool]:
     """The fit of the same question without ``factor`` (one shared curve over its levels), and whether it
     came from ``cache/shared_<factor>/`` (written there after fitting, when ``cache`` is given)."""
-    design = drop_factor(post.design, factor)
+    design = post.design.without_factor(factor)
     folder = None if cache is None else cache / f"{SHARED_PREFIX}{factor}"
     if folder is not None:
         hit = reusable_posterior(folder, design, post.method, post.settings)
