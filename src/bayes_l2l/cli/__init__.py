@@ -12,7 +12,6 @@ import importlib
 import importlib.util
 import sys
 
-import click
 import typer
 from rich.markup import escape
 
@@ -28,15 +27,25 @@ EXIT_BAD_INPUT = 2
 EXIT_DIAGNOSTICS = 3
 EXIT_ABORTED = 130
 
-# typer >= 0.29 bundles its own click (typer._click) beside the real one, with its own usage errors and
-# its own Exit/Abort (RuntimeError subclasses); older typer re-exports click's. Catch both families.
+# typer >= 0.29 bundles its own click (typer._click) and its own Exit/Abort (RuntimeError subclasses), and
+# does not install click itself; older typer re-exports click's. Catch whichever families are present.
+_CLICK_ERRORS: tuple[type[BaseException], ...] = ()
+_ABORTS: tuple[type[BaseException], ...] = (typer.Abort,)
+_EXITS: tuple[type[BaseException], ...] = (typer.Exit,)
 try:
     from typer._click.exceptions import ClickException as _TyperClickException
+
+    _CLICK_ERRORS += (_TyperClickException,)
 except ImportError:  # pragma: no cover - typer < 0.29 uses click itself
-    _TyperClickException = click.ClickException
-_ABORTS = (click.exceptions.Abort, typer.Abort)
-_EXITS = (click.exceptions.Exit, typer.Exit)
-_CLICK_ERRORS = (click.ClickException, _TyperClickException)
+    pass
+try:
+    import click
+
+    _CLICK_ERRORS += (click.ClickException,)
+    _ABORTS += (click.exceptions.Abort,)
+    _EXITS += (click.exceptions.Exit,)
+except ImportError:  # typer >= 0.29 without click installed
+    pass
 
 
 def main(argv: list[str] | None = None) -> int:
