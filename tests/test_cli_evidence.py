@@ -118,7 +118,7 @@ def test_compare_posterior_with_loo_caches_the_shared_fit(demo, capsys) -> None:
     code, stdout, _ = run(capsys, "compare", post_dir, "--factor", "pretraining_data", "--json")
     ev = json.loads(stdout)
     assert code == (
-        0 if ev["diagnostics"]["ok"] and ev["factors"][0]["shared_fit"]["diagnostics"]["ok"] else 3
+        0 if ev["diagnostics"]["ok"] else 3  # shared-fit problems only mark the elpd unreliable
     )
     assert {"factor", "base", "x", "y", "rope", "contrasts", "diagnostics"} <= set(ev)
     assert ev["factor"] == "pretraining_data" and ev["base"] == "FineWeb-Edu" and ev["rope"] == 0.02

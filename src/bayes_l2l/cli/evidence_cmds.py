@@ -145,6 +145,14 @@ def compare_factors(
                 "ignore", message="Estimated shape parameter of Pareto", category=UserWarning
             )
             results[f] = compare_factor(post, f, rope=rope, shared=shared)
+        shared_problems = shared_info.get(f, {}).get("diagnostics", {}).get("problems") or []
+        for c in results[f]:
+            if shared_problems and c.elpd_diff is not None:
+                c.elpd_note = (
+                    f"{c.elpd_note}; UNRELIABLE: the one-shared-curve fit failed its diagnostics "
+                    f"({'; '.join(shared_problems)}) — expected when the factor really shifts the curve, "
+                    "since one curve then misfits"
+                )
     return results, shared_info
 
 
@@ -195,10 +203,20 @@ def evidence_payload(
 
 
 def fits_ok(post: Any, shared_info: dict[str, dict[str, Any]] | None = None) -> tuple[bool, list[str]]:
-    """Whether the posterior (and the shared-curve fits used) passed diagnostics, and the problems."""
+    """Whether the posterior passed diagnostics, and its problems.
+
+    The decisions rest on this posterior: its problems fail the command (exit 3). Problems of the auxiliary
+    one-shared-curve fits only make the elpd comparison unreliable: they are printed as warnings and
+    written into each contrast's elpd_note (see :func:`compare_factors`), not turned into a failure.
+    """
     problems = list(post.diagnostics.get("problems", []))
     for f, info in (shared_info or {}).items():
-        problems += [f"shared fit without {f}: {p}" for p in info["diagnostics"].get("problems") or []]
+        for p in info["diagnostics"].get("problems") or []:
+            err_console.print(
+                f"[yellow]warning:[/] shared-curve fit without {escape(f)}: {escape(p)} (its elpd is marked unreliable)",
+                highlight=False,
+                soft_wrap=True,
+            )
     return not problems, problems
 
 
