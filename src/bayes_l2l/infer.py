@@ -361,7 +361,6 @@ def _prior_data(data: ModelData) -> ModelData:
 
 def _fit_approx(data: ModelData, config: ModelConfig, *, draws: int, seed: int, coords, dims):  # noqa: ANN001
     """SVI with a full-rank Gaussian guide (AutoMultivariateNormal): minutes -> seconds, no R-hat."""
-    import optax  # noqa: F401 - numpyro.optim wraps optax; import to fail clearly if missing
     from numpyro.optim import Adam
 
     guide = AutoMultivariateNormal(l2l_model, init_loc_fn=init_to_value(values={}))
