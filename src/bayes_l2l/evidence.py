@@ -86,7 +86,9 @@ class ContrastResult:
         return asdict(self)
 
 
-def _gap_draws(post: Posterior, c_level: int, c_base: int, n_grid: int = GRID_POINTS):
+def gap_draws(post: Posterior, c_level: int, c_base: int, n_grid: int = GRID_POINTS):
+    """Posterior draws of the curve gap f_level(x) - f_base(x) (nats), shape (draws, n_grid), on the two
+    conditions' common observed x support, and that support [lo, hi]; (None, [lo, hi]) without overlap."""
     cond = post.design.conditions
     lo = float(max(cond["min_x"][c_level], cond["min_x"][c_base]))
     hi = float(min(cond["max_x"][c_level], cond["max_x"][c_base]))
@@ -99,7 +101,8 @@ def _gap_draws(post: Posterior, c_level: int, c_base: int, n_grid: int = GRID_PO
     return f_l - f_b, [lo, hi]
 
 
-def _deltas(params: dict[str, np.ndarray], c_level: int, c_base: int) -> dict[str, np.ndarray]:
+def param_delta_draws(params: dict[str, np.ndarray], c_level: int, c_base: int) -> dict[str, np.ndarray]:
+    """Posterior draws of the level - base differences of log K, log kappa, Ex and Ey (nats for E)."""
     return {
         "delta_log_K": np.log(params["K"][:, c_level]) - np.log(params["K"][:, c_base]),
         "delta_log_kappa": np.log(params["kappa"][:, c_level]) - np.log(params["kappa"][:, c_base]),
@@ -113,14 +116,14 @@ def _param_deltas(post: Posterior, c_level: int, c_base: int) -> dict[str, dict[
     delta itself (its own prior draws against its posterior draws; see infer.identification)."""
     from bayes_l2l.infer import IDENTIFIED, WEAK, _contraction
 
-    post_d = _deltas(post.condition_params(), c_level, c_base)
+    post_d = param_delta_draws(post.condition_params(), c_level, c_base)
     prior_d = None
     if "prior" in post.dt.children and all(v in post.dt["prior"] for v in ("K", "kappa", "Ex", "Ey")):
         prior_params = {}
         for v in ("K", "kappa", "Ex", "Ey"):
             arr = np.asarray(post.dt["prior"][v].values)
             prior_params[v] = arr.reshape(-1, arr.shape[-1])
-        prior_d = _deltas(prior_params, c_level, c_base)
+        prior_d = param_delta_draws(prior_params, c_level, c_base)
     names = post.design.conditions["condition"].astype(str).tolist()
     out = {}
     for name, draws in post_d.items():
@@ -203,7 +206,7 @@ def compare_factor(
         c_l = d.condition_of({**shared_lv, factor: con.level})
         c_b = d.condition_of({**shared_lv, factor: con.base})
         lvl_label, base_label = labels[c_l], labels[c_b]
-        gaps, support = _gap_draws(post, c_l, c_b)
+        gaps, support = gap_draws(post, c_l, c_b)
         note = None
         if gaps is None:
             note = "the two conditions' x ranges do not overlap: no common support for a gap"

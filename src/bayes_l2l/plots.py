@@ -242,8 +242,14 @@ def _row_label(c: ContrastResult) -> str:
     return f"{c.factor}: {c.level} vs {c.base}"
 
 
-def _forest_axes(n_rows: int, n_panels: int, width: float) -> tuple[Figure, np.ndarray]:
+def _forest_axes(
+    n_rows: int, n_panels: int, width: float, labels: Sequence[str] = ()
+) -> tuple[Figure, np.ndarray]:
+    """One row of panels sharing y; ``width`` (inches) grows with labels longer than 30 characters so that
+    long row labels do not squeeze the panels."""
     height = max(1.6, 0.42 * n_rows + 1.1)
+    longest = max((len(s) for s in labels), default=0)
+    width += 0.07 * max(0, longest - 30)
     fig, axes = plt.subplots(
         1, n_panels, figsize=(width, height), sharey=True, squeeze=False, layout="constrained"
     )
@@ -265,7 +271,8 @@ def plot_gap_forest(compares: Mapping[str, Sequence[ContrastResult]], rope: floa
     """Mean gap Δ̄ and max |Δ| (nats) of every contrast with 90% HDI; the ROPE shaded; decision at right."""
     rows = _contrast_rows(compares)
     with _style():
-        fig, (ax_mean, ax_max) = _forest_axes(len(rows), 2, 7.2)
+        labels = [_row_label(c) for c in rows]
+        fig, (ax_mean, ax_max) = _forest_axes(len(rows), 2, 7.2, labels)
         ys = np.arange(len(rows))[::-1]
         ax_mean.axvspan(-rope, rope, color=ROPE_COLOUR, alpha=0.45, lw=0)
         ax_max.axvspan(0, rope, color=ROPE_COLOUR, alpha=0.45, lw=0)
@@ -281,7 +288,7 @@ def plot_gap_forest(compares: Mapping[str, Sequence[ContrastResult]], rope: floa
             ax_max.text(
                 1.03, y, text, transform=ax_max.get_yaxis_transform(), va="center", fontsize=8, color=colour
             )
-        ax_mean.set_yticks(ys, [_row_label(c) for c in rows])
+        ax_mean.set_yticks(ys, labels)
         ax_mean.set_ylim(-0.7, len(rows) - 0.3)
         ax_mean.set_xlabel("mean gap (nats)")
         ax_max.set_xlabel("max |gap| (nats)")
@@ -313,7 +320,8 @@ def plot_param_effects(compares: Mapping[str, Sequence[ContrastResult]]) -> Figu
             "no matched contrasts: parameter effects need at least one identifiable contrast"
         )
     with _style():
-        fig, axes = _forest_axes(len(rows), len(PARAM_PANELS), 8.6)
+        labels = [_row_label(c) for c in rows]
+        fig, axes = _forest_axes(len(rows), len(PARAM_PANELS), 8.6, labels)
         ys = np.arange(len(rows))[::-1]
         for ax, (key, label) in zip(axes, PARAM_PANELS, strict=True):
             ax.axvline(0, color="#333333", lw=0.7)
@@ -327,7 +335,7 @@ def plot_param_effects(compares: Mapping[str, Sequence[ContrastResult]]) -> Figu
                 _interval(ax, y, eff["mean"], eff["hdi90"], colour, filled=filled)
             ax.set_xlabel(label)
             ax.locator_params(axis="x", nbins=4)
-        axes[0].set_yticks(ys, [_row_label(c) for c in rows])
+        axes[0].set_yticks(ys, labels)
         axes[0].set_ylim(-0.7, len(rows) - 0.3)
         handles = [
             Line2D([], [], color="#0072B2", marker="o", lw=1.6, label="identified"),
@@ -352,13 +360,15 @@ def plot_factor_ranking(compares: Mapping[str, Sequence[ContrastResult]], rope: 
     """Factors sorted by their largest max |gap| (nats) with 90% HDI, the ROPE shaded, decision coloured."""
     table = rank_factors(dict(compares))
     with _style():
-        fig, (ax,) = _forest_axes(len(table), 1, 5.6)
+        labels = [
+            f"{row.factor} ({row.level})" if row.level is not None else str(row.factor)
+            for row in table.itertuples()
+        ]
+        fig, (ax,) = _forest_axes(len(table), 1, 5.6, labels)
         ys = np.arange(len(table))[::-1]
         ax.axvspan(0, rope, color=ROPE_COLOUR, alpha=0.45, lw=0)
-        labels = []
         for y, row in zip(ys, table.itertuples(), strict=True):
             colour = DECISION_COLOURS.get(str(row.decision), "#999999")
-            labels.append(f"{row.factor} ({row.level})" if row.level is not None else str(row.factor))
             if np.isfinite(row.gap_maxabs):
                 _interval(ax, y, row.gap_maxabs, (row.lo, row.hi), colour)
             ax.text(

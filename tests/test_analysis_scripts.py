@@ -1,0 +1,80 @@
+"""The analysis scripts' own logic (no fits): the Pile-vs-deduped design check and the units check on the
+paper's table, the verdict rules, Gemstones' shape labels and thinning, and the missing-data skip."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+ANALYSIS = Path(__file__).resolve().parents[1] / "analysis"
+sys.path.insert(0, str(ANALYSIS))
+
+import gemstones  # noqa: E402
+import llm_line  # noqa: E402
+from conftest import shared_path  # noqa: E402
+
+from bayes_l2l.io import import_table  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def paper_table():
+    return import_table("llm-line", [shared_path("data", "llm_line", "latest_pm_hf.csv")])
+
+
+def test_pile_vs_deduped_is_confounded_in_the_paper_table(paper_table) -> None:
+    check = llm_line.pile_dedup_check(paper_table)
+    assert check["decision"].startswith("not identifiable: confounded with")
+    deduped = [c for c in check["cells"] if c["pretraining_data"] == "The Pile Deduped"]
+    assert {c["architecture"] for c in deduped} == {"Llama"}
+
+
+def test_bytes_per_token_differs_between_tokenizers(paper_table) -> None:
+    units = llm_line.bytes_per_token(paper_table, ["val/c4"])["val/c4"]
+    assert {"gpt2-HF", "gpt-neox"} <= set(units)
+    for v in units.values():
+        assert 3.0 < v < 5.5  # English web text: about 4 bytes per BPE token
+
+
+def _rec(decisions, maxabs_hi=0.01, ok=True):
+    return {
+        "diagnostics_ok": ok,
+        "contrasts": [
+            {"level": f"L{i}", "decision": d, "gap_maxabs_hdi90": [0.0, maxabs_hi]} for i, d in enumerate(decisions)
+        ],
+    }
+
+
+def test_verdict_rules() -> None:
+    data = [{"diagnostics_ok": True, "contrasts": [{"gap_maxabs_hdi90": [0.3, 0.5]}]}]
+    assert llm_line.verdict("large shift", [_rec(["shift", "shift"])], data)[0] == "supports"
+    assert llm_line.verdict("large shift", [_rec(["shift", "no practical shift"])], data)[0] == "refutes"
+    assert llm_line.verdict("little shift", [_rec(["no practical shift"])], data)[0] == "supports"
+    # a shift clearly smaller than the data's still supports "little shift"; one as large refutes it
+    assert llm_line.verdict("little shift", [_rec(["shift"], maxabs_hi=0.1)], data)[0] == "supports"
+    assert llm_line.verdict("little shift", [_rec(["shift"], maxabs_hi=0.4)], data)[0] == "refutes"
+    assert llm_line.verdict("little shift", [_rec(["undecided"])], data)[0] == "cannot decide"
+    assert llm_line.verdict("large shift", [_rec(["shift"], ok=False)], data) == (
+        "cannot decide",
+        "sampler diagnostics failed",
+    )
+
+
+def test_shape_labels_and_thinning() -> None:
+    assert gemstones.shape_label(1024, 64) == "deep"
+    assert gemstones.shape_label(1024, 24) == "balanced"
+    assert gemstones.shape_label(4096, 12) == "wide"
+    paths = [shared_path(*f.parts) for f in gemstones.FILES]
+    table = gemstones.with_shape(import_table("gemstones", paths[:1]))
+    thinned, before, after = gemstones.thin_checkpoints(table, every=3)
+    assert after == pytest.approx(before / 3, rel=0.05)
+    last = table.checkpoints().sort_values("step").groupby("run").tail(1)[["run", "checkpoint"]]
+    kept = thinned.checkpoints()[["run", "checkpoint"]]
+    assert len(last.merge(kept)) == len(last)  # every run keeps its final checkpoint
+
+
+def test_missing_shared_data_is_a_visible_skip(tmp_path: Path, capsys) -> None:
+    assert llm_line.run(["--shared", str(tmp_path), "--out", str(tmp_path / "o")]) == 0
+    assert "skipped:" in capsys.readouterr().out
+    assert not (tmp_path / "o").exists()
