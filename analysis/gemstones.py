@@ -131,6 +131,9 @@ def run(argv: list[str] | None = None) -> int:
     y_task, tasks = y_spec(jitter)
     table, n_before, n_after = thin_checkpoints(full)
     runs = full.checkpoints().groupby("run")[["width", "depth", "params", "shape"]].first().reset_index()
+    runs[["width", "depth", "params"]] = runs[["width", "depth", "params"]].apply(
+        pd.to_numeric, errors="raise"
+    )
     why_common = (
         f"Shape classes by width/depth: deep < {SHAPE_EDGES[0]:g} <= balanced <= {SHAPE_EDGES[1]:g} < wide. "
         f"Checkpoints thinned to every {THIN}rd per run ({n_before} -> {n_after}) and those before "

@@ -41,7 +41,8 @@ def _rec(decisions, maxabs_hi=0.01, ok=True):
     return {
         "diagnostics_ok": ok,
         "contrasts": [
-            {"level": f"L{i}", "decision": d, "gap_maxabs_hdi90": [0.0, maxabs_hi]} for i, d in enumerate(decisions)
+            {"level": f"L{i}", "decision": d, "gap_maxabs_hdi90": [0.0, maxabs_hi]}
+            for i, d in enumerate(decisions)
         ],
     }
 

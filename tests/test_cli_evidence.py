@@ -205,6 +205,7 @@ def test_compare_table_fits_first(tmp_path, capsys) -> None:
         (["predict", "{post}"], "exactly one of"),
         (["predict", "{post}", "--x", "3,x"], "comma-separated numbers"),
         (["predict", "{post}", "--x", "3", "--level", "tokenizer=gpt2"], "tokenizer"),
+        (["predict", "{post}", "--x", "3", "--run", "no_such_run"], "not in this fit"),
         (["report", "{post}", "-o", "{tmp}/r.html", "--compare", "tokenizer", "--no-loo"], "tokenizer"),
         (["demo", "--out", "{tmp}/o", "--table", "{tmp}/missing.parquet"], "missing.parquet"),
         (["demo", "--out", "{tmp}/o", "--where", "architecture=GPT"], "--table"),
@@ -261,6 +262,25 @@ def test_predict_values_and_from_table(synthetic_dir, new_tables, capsys) -> Non
         "pretraining_data=code",
     )
     assert code == 0 and "code_llama" in stdout and "90% PI" in stdout
+
+
+def test_predict_further_checkpoints_of_a_fitted_run(synthetic_dir, capsys) -> None:
+    post = load(synthetic_dir)
+    run_name = post.design.offset_runs[0]
+    assert run_name.startswith("web_llama")  # a run of the base condition, the default of a plain predict
+    code, stdout, _ = run(capsys, "predict", synthetic_dir, "--x", "3.5", "--run", run_name, "--json")
+    assert code == 0
+    (row,) = json.loads(stdout)["predictions"]
+    offset = float(post.draws("run_offset")[:, 0].mean())
+    _, new = run(capsys, "predict", synthetic_dir, "--x", "3.5", "--json")[:2]
+    (new_row,) = json.loads(new)["predictions"]
+    # the run's own offset moves the mean, and knowing it narrows the interval
+    assert row["mean"] == pytest.approx(new_row["mean"] + offset, abs=0.004)
+    assert row["hi90"] - row["lo90"] < new_row["hi90"] - new_row["lo90"]
+    code, _, err = run(
+        capsys, "predict", synthetic_dir, "--x", "3.5", "--run", run_name, "--level", "pretraining_data=code"
+    )
+    assert code == 2 and "either --run or --level" in err
 
 
 def test_failed_diagnostics_exit_3_after_printing(synthetic_dir, tmp_path, capsys) -> None:

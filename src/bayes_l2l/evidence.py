@@ -338,29 +338,51 @@ def _condition_from_levels(post: Posterior, levels: dict[str, str]) -> int:
     return post.design.condition_of(levels)
 
 
-def predictive_draws(post: Posterior, c: int, x: np.ndarray, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """(curve draws, predictive draws) of shape (S, len(x)) for condition c: a new run's checkpoint at x."""
+def predictive_draws(
+    post: Posterior, c: int, x: np.ndarray, seed: int = 0, run: str | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """(curve draws, predictive draws) of shape (S, len(x)) for condition c: a checkpoint at x of a new run
+    (offset drawn from the run-offset distribution) or, with ``run``, a further checkpoint of that fitted run
+    (its posterior offset; a run fitted on one checkpoint has no offset of its own and is treated as new)."""
     rng = np.random.default_rng(seed)
     p = post.condition_params()
     f = curve(x, p["K"][:, c], p["kappa"][:, c], p["Ex"][:, c], p["Ey"][:, c])
     s = f.shape[0]
     sigma = post.draws("sigma")[:, None]
-    sigma_run = post.draws("sigma_run")[:, None]
     nu = post.draws("nu")[:, None] if "nu" in post.dt["posterior"] else np.full((s, 1), post.config.nu)
-    run = rng.normal(size=(s, 1)) * sigma_run
+    if run is not None and run in post.design.offset_runs:
+        offset = post.draws("run_offset")[:, post.design.offset_runs.index(run)][:, None]
+    else:
+        offset = rng.normal(size=(s, 1)) * post.draws("sigma_run")[:, None]
     noise = rng.standard_t(np.broadcast_to(nu, (s, len(x)))) * sigma
-    return f, f + run + noise
+    return f, f + offset + noise
 
 
 def predict(
-    post: Posterior, x: np.ndarray, levels: dict[str, str] | None = None, seed: int = 0
+    post: Posterior,
+    x: np.ndarray,
+    levels: dict[str, str] | None = None,
+    seed: int = 0,
+    run: str | None = None,
 ) -> pd.DataFrame:
     """Predicted y (nats) at ``x`` for the condition with ``levels`` (others at base): mean, 50% and 90%
     predictive intervals of a new run's checkpoint, the 90% interval of the curve itself, and whether x lies
-    outside the condition's observed x range (extrapolation)."""
+    outside the condition's observed x range (extrapolation). With ``run`` (a fitted run; ``levels`` must
+    then be empty), predictions are further checkpoints of that run: its condition and its own offset."""
     x = np.asarray(x, dtype=float).ravel()
-    c = _condition_from_levels(post, levels or {})
-    f, pred = predictive_draws(post, c, x, seed=seed)
+    if run is not None:
+        if levels:
+            raise UserInputError("give either --run or --level, not both: a run fixes its condition")
+        runs = post.design.runs
+        if run not in runs:
+            raise UserInputError(
+                f"run {run!r} is not in this fit; its runs are: {', '.join(runs[:12])}"
+                + (f" ... ({len(runs)} in all)" if len(runs) > 12 else "")
+            )
+        c = int(post.design.run_cond_idx[runs.index(run)])
+    else:
+        c = _condition_from_levels(post, levels or {})
+    f, pred = predictive_draws(post, c, x, seed=seed, run=run)
     cond = post.design.conditions.iloc[c]
     q = np.nanquantile(pred, [0.05, 0.25, 0.75, 0.95], axis=0)
     fq = np.nanquantile(f, [0.05, 0.95], axis=0)

@@ -595,9 +595,14 @@ def predict_command(
     level: Annotated[
         list[str] | None, typer.Option("--level", help="Condition FACTOR=LEVEL (others at base; repeatable).")
     ] = None,
+    run: Annotated[
+        str | None,
+        typer.Option("--run", help="Predict further checkpoints of this fitted run (its own offset)."),
+    ] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print the predictions as JSON.")] = False,
 ) -> int:
-    """Predict y from x with 50% and 90% predictive intervals (a new run's checkpoint); flag extrapolation."""
+    """Predict y from x with 50% and 90% predictive intervals (a new run's checkpoint, or with --run a
+    further checkpoint of a fitted run); flag extrapolation."""
     from bayes_l2l.evidence import predict
     from bayes_l2l.infer import load
 
@@ -616,7 +621,7 @@ def predict_command(
             raise UserInputError(f"{from_table}: no {q.x} values in {q.unit} (the posterior's x axis)")
         xs = series["value"].to_numpy(float)
         labels = [f"{r}@{c}" for r, c in zip(series["run"], series["checkpoint"], strict=True)]
-    df = predict(post, xs, parse_assignments(level, "--level"))
+    df = predict(post, xs, parse_assignments(level, "--level"), run=run)
     df.insert(0, "checkpoint", labels)
     rows = df.to_dict(orient="records")
     if json_out:
