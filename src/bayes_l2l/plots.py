@@ -38,6 +38,9 @@ from bayes_l2l.model import curve  # noqa: E402
 
 # Okabe-Ito: distinguishable for the common colour-vision deficiencies.
 PALETTE = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442", "#000000")
+MAX_SIZE_MARKERS = 6
+"""More model sizes than this are shown by marker area, not shape (a legend entry per size would swamp the
+figure)."""
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "<", ">", "h")
 DECISION_COLOURS = {"shift": "#D55E00", "no practical shift": "#009E73", "undecided": "#666666"}
 ROPE_COLOUR = "#BBBBBB"
@@ -147,7 +150,8 @@ def plot_curves(post: Posterior, factors: Sequence[str] | None = None, *, extend
     """Loss-to-loss curves with 50% / 90% credible bands (median line) and the observed checkpoints.
 
     One panel per factor: the base condition and the conditions that change only that factor, one colour
-    per level; marker shape = model size where sizes differ, else one marker. ``extend`` stretches each
+    per level; marker shape = model size where up to MAX_SIZE_MARKERS sizes differ, marker area (log
+    parameters) where more do, else one marker. ``extend`` stretches each
     curve beyond its condition's observed x range by that fraction of the range (dashed: extrapolation).
     """
     d = post.design
@@ -161,8 +165,16 @@ def plot_curves(post: Posterior, factors: Sequence[str] | None = None, *, extend
     xlabel, ylabel = _axis_labels(post)
     sizes = d.points["params"].to_numpy(dtype=float)
     size_levels = sorted(set(sizes[np.isfinite(sizes)].tolist()))
-    use_size = len(size_levels) > 1
+    use_size = 1 < len(size_levels) <= MAX_SIZE_MARKERS
     size_marker = {s: MARKERS[i % len(MARKERS)] for i, s in enumerate(size_levels)}
+    # Many sizes (e.g. a family of final models): marker area grows with log parameters instead of shape.
+    by_area = len(size_levels) > MAX_SIZE_MARKERS
+    log_n = np.log(sizes)
+    lo_n, hi_n = (float(np.nanmin(log_n)), float(np.nanmax(log_n))) if by_area else (0.0, 1.0)
+
+    def area(n_params: np.ndarray) -> np.ndarray:
+        return 6.0 + 50.0 * (np.log(n_params) - lo_n) / max(hi_n - lo_n, 1e-9)
+
     with _style():
         n = len(panels)
         ncol = min(n, 3)
@@ -196,7 +208,7 @@ def plot_curves(post: Posterior, factors: Sequence[str] | None = None, *, extend
                     ax.scatter(
                         px[m],
                         py[m],
-                        s=14,
+                        s=area(ps[m]) if by_area else 14,
                         marker=size_marker.get(s, "o"),
                         facecolor=colour,
                         edgecolor="white",
@@ -216,11 +228,24 @@ def plot_curves(post: Posterior, factors: Sequence[str] | None = None, *, extend
                     Line2D([], [], color="#555555", marker=size_marker[s], ls="", ms=4, label=_size_label(s))
                     for s in size_levels
                 ]
+            if by_area:
+                handles += [
+                    Line2D(
+                        [],
+                        [],
+                        color="#555555",
+                        marker="o",
+                        ls="",
+                        ms=float(np.sqrt(area(np.array([s]))[0])),
+                        label=_size_label(s),
+                    )
+                    for s in (size_levels[0], size_levels[len(size_levels) // 2], size_levels[-1])
+                ]
             handles.append(Patch(color="#555555", alpha=0.35, lw=0, label="50% / 90% band"))
             ax.legend(
                 handles=handles,
                 loc="upper center",
-                bbox_to_anchor=(0.5, -0.2),
+                bbox_to_anchor=(0.5, -0.28),
                 ncol=2,
                 frameon=False,
                 handletextpad=0.4,
