@@ -87,8 +87,14 @@ def save_figure(fig: Figure, folder: str | Path, stem: str, *, overwrite: bool =
 
 # ------------------------------------------------------------------------------------------- helpers
 def _axis_labels(post: Posterior) -> tuple[str, str]:
+    """Axis labels 'metric loss (unit)'; the unit goes on a second line when the label is long."""
     q = post.design.question
-    return f"{q.x} loss ({q.unit})", f"{q.y} loss ({q.unit})"
+
+    def label(metric: str) -> str:
+        sep = "\n" if len(metric) + len(q.unit) > 24 else " "
+        return f"{metric} loss{sep}({q.unit})"
+
+    return label(q.x), label(q.y)
 
 
 def _thin(n: int, max_draws: int = MAX_DRAWS) -> np.ndarray:
@@ -180,7 +186,7 @@ def plot_curves(post: Posterior, factors: Sequence[str] | None = None, *, extend
         ncol = min(n, 3)
         nrow = int(np.ceil(n / ncol))
         fig, axes = plt.subplots(
-            nrow, ncol, figsize=(3.4 * ncol, 3.3 * nrow), squeeze=False, layout="constrained"
+            nrow, ncol, figsize=(max(3.4 * ncol, 4.2), 3.3 * nrow), squeeze=False, layout="constrained"
         )
         for ax in axes.ravel()[n:]:
             ax.set_visible(False)
@@ -251,7 +257,10 @@ def plot_curves(post: Posterior, factors: Sequence[str] | None = None, *, extend
                 handletextpad=0.4,
                 columnspacing=1.0,
             )
-        fig.suptitle(f"{d.question.y} vs {d.question.x}: posterior curves", fontsize=10)
+        title = f"{d.question.y} vs {d.question.x}: posterior curves"
+        if len(title) > 11 * max(3.4 * ncol, 4.2):  # about 11 characters per inch at this size
+            title = title.replace(": ", ":\n")
+        fig.suptitle(title, fontsize=10)
     return fig
 
 

@@ -1,0 +1,295 @@
+"""Speed: bayes-l2l's NUTS (NumPyro) against the same model in PyMC sampled by nutpie, growth with table
+size, and the approximate (SVI) path against NUTS.
+
+The table is simulated at paper scale (bayes_l2l.simulate): 60 runs, 6 factors (pretraining data with 5
+levels and five two-level factors, one-at-a-time design: 10 conditions x 2 sizes x 3 seeds), one (x, y)
+pair, ``--checkpoints`` checkpoints per run (100 -> 6,000 checkpoints). Both samplers run 4 chains x 1,000
+draws after 1,000 tuning steps on the machine's cores, in this one process, one after the other, wall time
+including compilation. ESS per second = the smallest bulk ESS over the reported quantities (K, kappa, Ex,
+Ey per condition, sigma, sigma_run, nu; arviz) / wall seconds.
+
+The PyMC model is the library's model (bayes_l2l.model, effect_prior='normal', no compute component)
+written out term by term: same parametrisation (height, log slope, log kappa, u), priors, run offsets
+(non-centred), Student-t noise with learned nu; checked by comparing the log density of both at one point.
+
+Run: ``.venv/bin/pip install -e ".[bench]" && .venv/bin/python benchmarks/speed.py``
+(``--skip-nutpie``, ``--skip-growth``, ``--skip-approx`` to run parts). Writes ``results.json`` and
+``summary.md`` to ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bayes_l2l import infer
+from bayes_l2l.design import Design, Question, build_design
+from bayes_l2l.model import ModelConfig, ModelData
+from bayes_l2l.simulate import SimulationSpec, simulate_table
+
+REPO = Path(__file__).resolve().parents[1]
+REPORTED = ("K", "kappa", "Ex", "Ey", "sigma", "sigma_run", "nu")
+EFFECTS = ("d_h", "d_logs", "d_logkappa", "d_u")
+
+
+def paper_scale_spec(checkpoints_per_run: int) -> SimulationSpec:
+    """60 runs (10 conditions x 2 sizes x 3 seeds), 6 factors, ``checkpoints_per_run`` checkpoints each."""
+    return SimulationSpec(
+        factors={
+            "pretraining_data": ["web", "code", "books", "math", "wiki"],
+            "tokenizer": ["bpe32k", "bpe50k"],
+            "architecture": ["llama", "gptneox"],
+            "context_length": ["2048", "4096"],
+            "optimizer": ["adamw", "lion"],
+            "learning_rate": ["3e-4", "1e-3"],
+        },
+        effects={
+            "pretraining_data": {
+                "code": {"E_x": 0.3, "E_y": 0.25, "log_K": 0.15},
+                "books": {"E_y": -0.1, "log_kappa": 0.1},
+                "math": {"E_y": 0.15},
+                "wiki": {"log_K": -0.1},
+            },
+            "tokenizer": {"bpe50k": {"E_y": 0.05}},
+        },
+        runs_per_condition=3,
+        checkpoints_per_run=checkpoints_per_run,
+        sizes=[160e6, 410e6],
+    )
+
+
+def design_for(checkpoints_per_run: int, seed: int = 0) -> Design:
+    spec = paper_scale_spec(checkpoints_per_run)
+    table, _ = simulate_table(spec, seed)
+    return build_design(table, Question(x=spec.x_metric, y=spec.y_metric, factors=list(spec.factors)))
+
+
+def min_bulk_ess(dt: Any) -> float:
+    """Smallest bulk ESS over the reported quantities (arviz)."""
+    import arviz as az
+
+    names = [v for v in REPORTED if v in dt["posterior"]]
+    summ = az.summary(dt, var_names=names, kind="diagnostics", round_to="none")
+    return float(np.nanmin(summ["ess_bulk"].astype(float).to_numpy()))
+
+
+def max_rhat(dt: Any) -> float:
+    import arviz as az
+
+    names = [v for v in REPORTED if v in dt["posterior"]]
+    summ = az.summary(dt, var_names=names, kind="diagnostics", round_to="none")
+    return float(np.nanmax(summ["r_hat"].astype(float).to_numpy()))
+
+
+# ----------------------------------------------------------------------------------------- bayes-l2l
+def run_numpyro(design: Design, seed: int = 0, **kw: Any) -> dict[str, Any]:
+    t0 = time.perf_counter()
+    post = infer.fit(design, seed=seed, **kw)
+    wall = time.perf_counter() - t0
+    ess = min_bulk_ess(post.dt)
+    dg = post.diagnostics
+    return {
+        "sampler": "bayes-l2l (NumPyro NUTS, dense mass, target accept 0.95)",
+        "wall_s": wall,
+        "sampling_s": post.wall_time_s,
+        "min_ess_bulk": ess,
+        "ess_per_s": ess / wall,
+        "max_rhat": max_rhat(post.dt),
+        "divergences": dg.get("divergences"),
+        "ok": dg.get("ok"),
+        "post": post,
+    }
+
+
+# ----------------------------------------------------------------------------------------- PyMC + nutpie
+def pymc_model(design: Design, config: ModelConfig | None = None) -> Any:
+    """The library's model (normal effect prior, no compute component) in PyMC, term by term."""
+    import pymc as pm
+    import pytensor.tensor as pt
+
+    config = config or ModelConfig()
+    data = ModelData.from_design(design, config)
+    if data.log_n is not None or data.downweighted or config.effect_prior != "normal":
+        raise ValueError("the PyMC twin covers the default model without compute component or weights")
+    X = np.asarray(data.X)
+    n_eff = X.shape[1]
+    min_x = np.asarray(data.min_x)
+    cond = np.asarray(data.cond)
+    run = np.asarray(data.run)
+    centers = {
+        "h": data.h_center,
+        "logs": data.logs_center,
+        "logkappa": 0.0,
+        "u": float(np.log(config.gap_prior_median)),
+    }
+    with pm.Model() as model:
+        lin = {}
+        for name, center in centers.items():
+            base = pm.Normal(f"base_{name}", center, config.base_sd[name])
+            d = pm.Normal(f"d_{name}", 0.0, config.effect_scale[name], shape=n_eff)
+            lin[name] = base + pt.dot(X, d)
+        h = lin["h"]
+        slope = pt.exp(lin["logs"])
+        kappa = pm.Deterministic("kappa", pt.exp(lin["logkappa"]))
+        ex = pm.Deterministic("Ex", min_x - pt.exp(lin["u"]))
+        g_ref = data.x_ref - ex
+        amp = slope * g_ref / kappa
+        pm.Deterministic("K", amp / pt.exp(kappa * pt.log(g_ref)))
+        pm.Deterministic("Ey", h - amp)
+        sigma_run = pm.HalfNormal("sigma_run", config.run_sd_scale)
+        z_run = pm.Normal("z_run", 0.0, 1.0, shape=data.n_runs)
+        offset = pt.concatenate([sigma_run * z_run, pt.zeros(1)])
+        rel = pt.clip((np.asarray(data.x) - ex[cond]) / g_ref[cond], 1e-12, np.inf)
+        mu = h[cond] + amp[cond] * (pt.exp(kappa[cond] * pt.log(rel)) - 1.0) + offset[run]
+        sigma = pm.HalfNormal("sigma", config.noise_scale)
+        nu = pm.Gamma("nu", alpha=2.0, beta=0.1)
+        pm.StudentT("y", nu=nu, mu=mu, sigma=sigma, observed=np.asarray(data.y))
+    return model
+
+
+def check_same_density(design: Design, model: Any, seed: int = 0) -> float:
+    """|log p_numpyro - log p_pymc| at one random point of the unconstrained space (0 = same model up to the
+    Jacobians, which both include)."""
+    from numpyro.infer.util import initialize_model
+    import jax
+
+    config = ModelConfig()
+    data = ModelData.from_design(design, config)
+    from bayes_l2l.model import l2l_model
+
+    info = initialize_model(jax.random.PRNGKey(seed), l2l_model, model_args=(data, config))
+    params = info.param_info.z  # unconstrained values
+    lp_numpyro = -float(info.potential_fn(params))
+    # map the same unconstrained values into PyMC's value variables (log-transformed positives)
+    point = {}
+    for rv in model.free_RVs:
+        value_var = model.rvs_to_values[rv]
+        point[value_var.name] = np.asarray(params[rv.name])
+    lp_pymc = float(model.compile_logp(jacobian=True)(point))
+    return abs(lp_numpyro - lp_pymc)
+
+
+def run_nutpie(design: Design, seed: int = 0, cores: int | None = None) -> dict[str, Any]:
+    import nutpie
+
+    t0 = time.perf_counter()
+    model = pymc_model(design)
+    compiled = nutpie.compile_pymc_model(model)
+    compile_s = time.perf_counter() - t0
+    idata = nutpie.sample(
+        compiled,
+        draws=1000,
+        tune=1000,
+        chains=4,
+        seed=seed,
+        cores=cores or os.cpu_count(),
+        progress_bar=False,
+    )
+    wall = time.perf_counter() - t0
+    import arviz as az
+
+    dt = az.convert_to_datatree(idata)
+    ess = min_bulk_ess(dt)
+    div = (
+        int(np.asarray(dt["sample_stats"]["diverging"]).sum()) if "diverging" in dt["sample_stats"] else None
+    )
+    return {
+        "sampler": f"PyMC {__import__('pymc').__version__} + nutpie {nutpie.__version__} (diagonal mass, defaults)",
+        "wall_s": wall,
+        "compile_s": compile_s,
+        "min_ess_bulk": ess,
+        "ess_per_s": ess / wall,
+        "max_rhat": max_rhat(dt),
+        "divergences": div,
+    }
+
+
+# ----------------------------------------------------------------------------------------- approx
+def effect_distance(nuts: infer.Posterior, approx: infer.Posterior) -> dict[str, float]:
+    """Largest |mean difference| / NUTS sd and largest |sd ratio - 1| over the effect parameters."""
+    mean_err, sd_err = [], []
+    for name in EFFECTS:
+        if name not in nuts.dt["posterior"]:
+            continue
+        a, b = nuts.draws(name), approx.draws(name)
+        sd = a.std(axis=0)
+        mean_err += list(np.abs(a.mean(axis=0) - b.mean(axis=0)) / sd)
+        sd_err += list(np.abs(b.std(axis=0) / sd - 1.0))
+    return {
+        "max_mean_err_in_sd": float(np.max(mean_err)),
+        "max_sd_rel_err": float(np.max(sd_err)),
+        "median_sd_rel_err": float(np.median(sd_err)),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--checkpoints", type=int, default=100, help="per run (x 60 runs)")
+    ap.add_argument("--out", type=Path, default=REPO / "out" / "benchmarks" / "speed")
+    ap.add_argument("--skip-nutpie", action="store_true")
+    ap.add_argument("--skip-growth", action="store_true")
+    ap.add_argument("--skip-approx", action="store_true")
+    args = ap.parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+
+    def log(msg: str) -> None:
+        print(f"[{(time.perf_counter() - started) / 60:5.1f} min] {msg}", file=sys.stderr, flush=True)
+
+    results: dict[str, Any] = {
+        "machine": {"node": platform.node(), "cpus": os.cpu_count(), "python": platform.python_version()},
+        "date": time.strftime("%Y-%m-%d %H:%M"),
+        "command": " ".join(sys.argv),
+    }
+    design = design_for(args.checkpoints)
+    log(f"design: {len(design.points)} checkpoints, {design.n_runs} runs, {design.n_conditions} conditions")
+    results["points"] = len(design.points)
+    nuts = run_numpyro(design)
+    post = nuts.pop("post")
+    results["numpyro"] = nuts
+    log(
+        f"bayes-l2l: {nuts['wall_s']:.1f} s, min ESS {nuts['min_ess_bulk']:.0f}, R-hat {nuts['max_rhat']:.3f}, "
+        f"{nuts['divergences']} divergences"
+    )
+    if not args.skip_nutpie:
+        model = pymc_model(design)
+        results["density_check_abs_diff"] = check_same_density(design, model)
+        log(f"log-density difference NumPyro vs PyMC at one point: {results['density_check_abs_diff']:.2e}")
+        nut = run_nutpie(design)
+        results["nutpie"] = nut
+        results["ess_per_s_ratio"] = nuts["ess_per_s"] / nut["ess_per_s"]
+        log(
+            f"nutpie: {nut['wall_s']:.1f} s, min ESS {nut['min_ess_bulk']:.0f}, R-hat {nut['max_rhat']:.3f}; "
+            f"ESS/s ratio bayes-l2l / nutpie = {results['ess_per_s_ratio']:.2f}"
+        )
+    if not args.skip_approx:
+        t0 = time.perf_counter()
+        approx = infer.fit(design, method="approx", seed=0)
+        wall = time.perf_counter() - t0
+        results["approx"] = {"wall_s": wall, **effect_distance(post, approx)}
+        log(f"approx: {wall:.1f} s; {results['approx']}")
+    if not args.skip_growth:
+        growth = []
+        for per_run in (8, 25, 50, 100):
+            d = design_for(per_run)
+            r = run_numpyro(d)
+            r.pop("post")
+            growth.append({"checkpoints": len(d.points), **r})
+            log(f"growth: {len(d.points)} checkpoints: {r['wall_s']:.1f} s, R-hat {r['max_rhat']:.3f}")
+        results["growth"] = growth
+        results["growth_ratio"] = growth[-1]["wall_s"] / growth[0]["wall_s"]
+    (args.out / "results.json").write_text(json.dumps(results, indent=1, default=float))
+    print(json.dumps(results, indent=1, default=float))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
