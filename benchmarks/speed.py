@@ -158,8 +158,8 @@ def pymc_model(design: Design, config: ModelConfig | None = None) -> Any:
 def check_same_density(design: Design, model: Any, seed: int = 0) -> float:
     """|log p_numpyro - log p_pymc| at one random point of the unconstrained space (0 = same model up to the
     Jacobians, which both include)."""
-    from numpyro.infer.util import initialize_model
     import jax
+    from numpyro.infer.util import initialize_model
 
     config = ModelConfig()
     data = ModelData.from_design(design, config)
