@@ -428,6 +428,44 @@ def contrast_table(contrasts: Sequence[dict[str, Any]]) -> str:
     )
 
 
+HEADLINE_HEADER = (
+    "comparison",
+    "contrast",
+    "mean gap [90% HDI] (nats)",
+    "max abs gap [90% HDI]",
+    "P(shift)",
+    "decision",
+    "diagnostics",
+)
+
+
+def headline_rows(outcomes: Sequence[Outcome]) -> list[list[str]]:
+    """One row per contrast of every comparison (and one per comparison that could not be fitted)."""
+    rows = []
+    for o in outcomes:
+        r = o.record
+        for c in r.get("contrasts", []):
+            rows.append(
+                [
+                    r["title"],
+                    f"{c['level']} vs {c['base']}",
+                    f"{f3(c['gap_mean'])} {iv(c['gap_hdi90'])}",
+                    f"{f3(c['gap_maxabs'])} {iv(c['gap_maxabs_hdi90'])}",
+                    f3(c["p_shift"], ".2f"),
+                    c["decision"],
+                    attempts_line(r),
+                ]
+            )
+        if "error" in r:
+            rows.append([r["title"], "—", "—", "—", "—", f"not fitted: {r['error']}", "—"])
+    return rows
+
+
+def headline_table(outcomes: Sequence[Outcome], extra_rows: Sequence[Sequence[str]] = ()) -> str:
+    """The summary's headline: every contrast with its gap, P(shift), decision and diagnostics."""
+    return md_table(HEADLINE_HEADER, [*headline_rows(outcomes), *extra_rows])
+
+
 def attempts_line(rec: dict[str, Any]) -> str:
     """Short diagnostics of the attempt used: 'R-hat 1.004, ESS 812, 0 div., ok (attempt 2 of 2)'."""
     if "attempts" not in rec:

@@ -26,11 +26,10 @@ import pandas as pd
 from common import (
     ROPE,
     Comparison,
-    attempts_line,
     comparison_markdown,
     f3,
     header_lines,
-    iv,
+    headline_table,
     log,
     main_guard,
     md_table,
@@ -168,36 +167,7 @@ def run(argv: list[str] | None = None) -> int:
 
     md = header_lines("Gemstones: does model shape shift the loss-to-loss curve?", args, full, started)
     md += ["", "## Headline", ""]
-    rows = []
-    for o in outcomes:
-        for c in o.record.get("contrasts", []):
-            rows.append(
-                [
-                    o.record["title"],
-                    f"{c['level']} vs {c['base']}",
-                    f"{f3(c['gap_mean'])} {iv(c['gap_hdi90'])}",
-                    f"{f3(c['gap_maxabs'])} {iv(c['gap_maxabs_hdi90'])}",
-                    f3(c["p_shift"], ".2f"),
-                    c["decision"],
-                    attempts_line(o.record),
-                ]
-            )
-        if "error" in o.record:
-            rows.append([o.record["title"], "—", "—", "—", "—", f"not fitted: {o.record['error']}", "—"])
-    md.append(
-        md_table(
-            [
-                "comparison",
-                "contrast",
-                "mean gap [90% HDI] (nats)",
-                "max abs gap [90% HDI]",
-                "P(shift)",
-                "decision",
-                "diagnostics",
-            ],
-            rows,
-        )
-    )
+    md.append(headline_table(outcomes))
     md += [
         "",
         "Paper's prediction (LLMs on the Line): architecture shape at fixed data and tokenizer should not "

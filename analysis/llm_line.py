@@ -27,11 +27,11 @@ from common import (
     ROPE,
     Comparison,
     Outcome,
-    attempts_line,
     comparison_markdown,
     contrast_table,
     f3,
     header_lines,
+    headline_table,
     iv,
     log,
     main_guard,
@@ -269,48 +269,16 @@ def run(argv: list[str] | None = None) -> int:
 
     md = header_lines("LLMs on the Line: the paper's table, Bayesian re-analysis", args, table, started)
     md += ["", "## Headline", ""]
-    head_rows = []
-    for o in outcomes:
-        r = o.record
-        for c in r.get("contrasts", []):
-            head_rows.append(
-                [
-                    r["title"],
-                    f"{c['level']} vs {c['base']}",
-                    f"{f3(c['gap_mean'])} {iv(c['gap_hdi90'])}",
-                    f"{f3(c['gap_maxabs'])} {iv(c['gap_maxabs_hdi90'])}",
-                    f3(c["p_shift"], ".2f"),
-                    c["decision"],
-                    attempts_line(r),
-                ]
-            )
-        if "error" in r:
-            head_rows.append([r["title"], "—", "—", "—", "—", f"not fitted: {r['error']}", "—"])
-    head_rows.append(
-        [
-            "(d) The Pile vs The Pile Deduped",
-            "The Pile Deduped vs The Pile",
-            "—",
-            "—",
-            "—",
-            dedup["decision"],
-            "no fit (design check)",
-        ]
-    )
-    md.append(
-        md_table(
-            [
-                "comparison",
-                "contrast",
-                "mean gap [90% HDI] (nats)",
-                "max abs gap [90% HDI]",
-                "P(shift)",
-                "decision",
-                "diagnostics",
-            ],
-            head_rows,
-        )
-    )
+    dedup_row = [
+        "(d) The Pile vs The Pile Deduped",
+        "The Pile Deduped vs The Pile",
+        "—",
+        "—",
+        "—",
+        dedup["decision"],
+        "no fit (design check)",
+    ]
+    md.append(headline_table(outcomes, [dedup_row]))
     md += ["", "## The paper's takeaways vs our evidence", "", takeaway_table(records, dedup), ""]
     md.append(VERDICT_RULES)
     md += ["", "Combined figures: " + ", ".join(f"[{Path(p).name}]({p})" for p in combined), ""]

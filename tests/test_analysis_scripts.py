@@ -79,3 +79,40 @@ def test_missing_shared_data_is_a_visible_skip(tmp_path: Path, capsys) -> None:
     assert llm_line.run(["--shared", str(tmp_path), "--out", str(tmp_path / "o")]) == 0
     assert "skipped:" in capsys.readouterr().out
     assert not (tmp_path / "o").exists()
+
+
+def test_headline_table_lists_contrasts_and_unfitted_comparisons() -> None:
+    from common import Outcome, headline_table
+
+    fitted = {
+        "title": "(a) data",
+        "contrasts": [
+            {
+                "level": "C4",
+                "base": "FineWeb-Edu",
+                "gap_mean": -0.5,
+                "gap_hdi90": [-0.6, -0.4],
+                "gap_maxabs": 0.55,
+                "gap_maxabs_hdi90": [0.45, 0.65],
+                "p_shift": 1.0,
+                "decision": "shift",
+            }
+        ],
+        "attempts": [
+            {
+                "ok": True,
+                "max_rhat": 1.004,
+                "min_ess_bulk": 900.0,
+                "divergences": 0,
+                "effect_prior": "normal",
+                "target_accept": 0.95,
+            }
+        ],
+    }
+    unfitted = {"title": "(b) arch", "error": "one condition only"}
+    md = headline_table([Outcome(fitted), Outcome(unfitted)], [["(d) check", "—", "—", "—", "—", "x", "—"]])
+    lines = md.splitlines()
+    assert len(lines) == 5
+    assert "C4 vs FineWeb-Edu | -0.500 [-0.600, -0.400] | 0.550 [0.450, 0.650] | 1.00 | shift" in lines[2]
+    assert "R-hat 1.004, bulk ESS 900, 0 div., ok (attempt 1, normal/0.95)" in lines[2]
+    assert "not fitted: one condition only" in lines[3] and lines[4].startswith("| (d) check")
