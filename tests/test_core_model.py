@@ -11,7 +11,8 @@ import pytest
 from bayes_l2l.cli import main
 from bayes_l2l.design import Question, build_design
 from bayes_l2l.errors import UserInputError
-from bayes_l2l.infer import Posterior, fit, paper_mode_config, summary_table
+from bayes_l2l.evidence import compare_factor
+from bayes_l2l.infer import Posterior, fit, load, paper_mode_config, summary_table
 from bayes_l2l.simulate import SimulationSpec, simulate_table
 
 SMALL = SimulationSpec(
@@ -224,10 +225,18 @@ def test_compute_component_and_user_priors() -> None:
     assert off.settings["compute_component"] is False and "cl_alpha" not in off.dt["posterior"]
 
 
-def test_approximate_path_runs_and_says_so(small_table) -> None:
+def test_approximate_path_runs_and_says_so(small_table, tmp_path) -> None:
     table, _ = small_table
     design = build_design(table, Question(x="val/c4", y="test/hellaswag", factors=["pretraining_data"]))
     post = fit(design, method="approx", seed=0, draws=200)
     assert post.method == "approx" and post.diagnostics["max_rhat"] is None
     assert "--method nuts" in post.diagnostics["note"]
     assert np.isfinite(post.draws("K")).all()
+    # the Laplace approximation finds the planted data shift close to the truth, and round-trips
+    _, truth = small_table
+    (contrast,) = compare_factor(post, "pretraining_data")
+    true_gap = truth.true_gap_summary("pretraining_data", contrast.level)["mean_gap"]
+    assert abs(contrast.gap_mean - true_gap) < 0.05
+    assert post.dt.attrs["laplace_converged"] == 1
+    post.save(tmp_path / "approx")
+    assert load(tmp_path / "approx").method == "approx"

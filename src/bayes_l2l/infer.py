@@ -36,8 +36,7 @@ import numpy as np  # noqa: E402
 import numpyro  # noqa: E402
 import pandas as pd  # noqa: E402
 import xarray as xr  # noqa: E402
-from numpyro.infer import MCMC, NUTS, SVI, Predictive, Trace_ELBO, init_to_value  # noqa: E402
-from numpyro.infer.autoguide import AutoMultivariateNormal  # noqa: E402
+from numpyro.infer import MCMC, NUTS, Predictive, init_to_value  # noqa: E402
 
 from bayes_l2l.design import Design  # noqa: E402
 from bayes_l2l.errors import UserInputError  # noqa: E402
@@ -294,7 +293,7 @@ def fit(
     dense_mass: bool = True,
     progress: bool = False,
 ) -> Posterior:
-    """Fit the model to a design by NUTS (``method='nuts'``) or SVI (``method='approx'``).
+    """Fit the model to a design by NUTS (``method='nuts'``) or a Laplace approximation (``method='approx'``).
 
     Same design, config and seed give identical numbers.
     """
@@ -328,7 +327,9 @@ def fit(
         )
         dt = az.from_numpyro(mcmc, prior=prior, log_likelihood=True, coords=coords, dims=dims)
     elif method == "approx":
-        dt = _fit_approx(data, config, draws=max(draws, 1000) * 2, seed=seed, coords=coords, dims=dims)
+        dt = _fit_approx(
+            design, data, config, draws=max(draws, 1000) * 2, seed=seed, coords=coords, dims=dims
+        )
     else:
         raise UserInputError(f"unknown method '{method}'; use nuts or approx")
     wall = time.perf_counter() - t0
@@ -359,36 +360,68 @@ def _prior_data(data: ModelData) -> ModelData:
     return replace(data, y=None)
 
 
-def _fit_approx(data: ModelData, config: ModelConfig, *, draws: int, seed: int, coords, dims):  # noqa: ANN001
-    """SVI with a full-rank Gaussian guide (AutoMultivariateNormal): minutes -> seconds, no R-hat."""
-    from numpyro.optim import Adam
+def _fit_approx(
+    design: Design,
+    data: ModelData,
+    config: ModelConfig,
+    *,
+    draws: int,
+    seed: int,
+    coords,
+    dims,  # noqa: ANN001
+):
+    """Laplace approximation: the posterior mode in the model's unconstrained space (scipy L-BFGS on the
+    jitted potential, started from the same least-squares initialisation as NUTS), a Gaussian with the
+    inverse Hessian there (eigenvalues floored at 1e-8), draws mapped back through the model's transforms.
+    Seconds instead of minutes; no sampler diagnostics; not calibrated (benchmarks/RESULTS.md, speed)."""
+    from jax.flatten_util import ravel_pytree
+    from numpyro.infer.util import initialize_model
+    from scipy.optimize import minimize
 
-    guide = AutoMultivariateNormal(l2l_model, init_loc_fn=init_to_value(values={}))
-    svi = SVI(l2l_model, guide, Adam(0.01), Trace_ELBO())
-    result = svi.run(jax.random.PRNGKey(seed), 4000, data, config, progress_bar=False)
-    key = jax.random.PRNGKey(seed + 2)
-    latent = guide.sample_posterior(key, result.params, sample_shape=(draws,))
+    info = initialize_model(
+        jax.random.PRNGKey(seed),
+        l2l_model,
+        model_args=(data, config),
+        init_strategy=init_to_value(values=_baseline_init(design, config)),
+    )
+    flat0, unravel = ravel_pytree(info.param_info.z)
+
+    def potential(v):  # noqa: ANN001, ANN202
+        return info.potential_fn(unravel(v))
+
+    value_and_grad = jax.jit(jax.value_and_grad(potential))
+
+    def fun(v: np.ndarray) -> tuple[float, np.ndarray]:
+        val, grad = value_and_grad(jax.numpy.asarray(v))
+        return float(val), np.asarray(grad, dtype=float)
+
+    opt = minimize(fun, np.asarray(flat0, float), jac=True, method="L-BFGS-B", options={"maxiter": 5000})
+    hess = np.asarray(jax.jit(jax.hessian(potential))(jax.numpy.asarray(opt.x)))
+    eigval, eigvec = np.linalg.eigh((hess + hess.T) / 2)
+    cov = (eigvec / np.clip(eigval, 1e-8, None)) @ eigvec.T
+    z = np.random.default_rng(seed).multivariate_normal(opt.x, cov, size=draws)
+    constrained = jax.jit(jax.vmap(lambda u: info.postprocess_fn(unravel(u))))(jax.numpy.asarray(z))
+    latent = {k: v for k, v in constrained.items() if k in info.param_info.z}
     derived = Predictive(l2l_model, posterior_samples=latent)(jax.random.PRNGKey(seed + 3), data, config)
-    samples = {**latent, **{k: v for k, v in derived.items() if k not in ("y", "x_obs")}}
+    samples = {**constrained, **{k: v for k, v in derived.items() if k not in ("y", "x_obs")}}
     post = {k: np.asarray(v)[None] for k, v in samples.items()}
     ll = numpyro.infer.log_likelihood(l2l_model, latent, data, config)
     prior = Predictive(l2l_model, num_samples=2000)(jax.random.PRNGKey(seed + 1), _prior_data(data), config)
     prior_d = {k: np.asarray(v)[None] for k, v in prior.items() if k not in ("y", "x_obs")}
-    losses = np.asarray(result.losses)
     dt = az.from_dict(
         {
             "posterior": post,
             "prior": prior_d,
             "log_likelihood": {k: np.asarray(v)[None] for k, v in ll.items()},
             "observed_data": {"y": np.asarray(data.y)},
-            "sample_stats": {"elbo_final": np.full((1, draws), -float(np.mean(losses[-200:])))},
+            "sample_stats": {"lp": np.full((1, draws), -float(opt.fun))},
         },
         coords=coords,
         dims=dims,
     )
-    dt.attrs["elbo_rel_change_last_10pct"] = float(
-        abs(np.mean(losses[-400:-200]) - np.mean(losses[-200:])) / max(abs(np.mean(losses[-200:])), 1e-9)
-    )
+    dt.attrs["laplace_converged"] = int(bool(opt.success))
+    dt.attrs["laplace_iterations"] = int(opt.nit)
+    dt.attrs["laplace_min_hessian_eigenvalue"] = float(eigval.min())
     return dt
 
 
@@ -407,8 +440,9 @@ def diagnose(post: Posterior) -> dict[str, Any]:
                 "divergences": None,
                 "ok": True,
                 "problems": [],
-                "note": "approximate posterior (SVI, full-rank Gaussian): no sampler diagnostics; "
-                "intervals can be too narrow on non-Gaussian posteriors — confirm with --method nuts",
+                "note": "approximate posterior (Laplace: Gaussian at the mode): no sampler diagnostics, not "
+                "calibrated; weakly identified quantities can be far off (benchmarks/RESULTS.md) — "
+                "confirm decisions with --method nuts",
             }
         )
         return out

@@ -183,7 +183,7 @@ def _diagnostics_section(post: Posterior, coverage: Mapping[float, float] | None
         ]
     else:
         rows = [
-            ("method", f"approximate (SVI), {s.get('draws')} draws"),
+            ("method", f"approximate (Laplace), {s.get('draws')} draws"),
             ("note", _e(dg.get("note", ""))),
             ("wall time", f"{_f(post.wall_time_s, '.1f')} s"),
         ]

@@ -192,7 +192,9 @@ def fit_command(
         list[str] | None, typer.Option("--base", help="Base level FACTOR=LEVEL (repeatable).")
     ] = None,
     where: Annotated[list[str] | None, typer.Option("--where", help="Keep rows with COLUMN=VALUE.")] = None,
-    method: Annotated[str, typer.Option(help="nuts (exact) or approx (SVI, seconds).")] = "nuts",
+    method: Annotated[
+        str, typer.Option(help="nuts (exact) or approx (Laplace approximation, seconds; not calibrated).")
+    ] = "nuts",
     chains: Annotated[int, typer.Option(help="NUTS chains (run in parallel).")] = 4,
     draws: Annotated[int, typer.Option(help="Posterior draws per chain.")] = 1000,
     warmup: Annotated[int, typer.Option(help="Warm-up iterations per chain.")] = 1000,
