@@ -1,5 +1,5 @@
 """Speed: bayes-l2l's NUTS (NumPyro) against the same model in PyMC sampled by nutpie, growth with table
-size, and the approximate (SVI) path against NUTS.
+size, and the approximate (Laplace) path against NUTS.
 
 The table is simulated at paper scale (bayes_l2l.simulate): 60 runs, 6 factors (pretraining data with 5
 levels and five two-level factors, one-at-a-time design: 10 conditions x 2 sizes x 3 seeds), one (x, y)
@@ -223,45 +223,6 @@ def run_nutpie(design: Design, seed: int = 0, cores: int | None = None) -> dict[
 
 
 # ----------------------------------------------------------------------------------------- approx
-def laplace_draws(design: Design, draws: int = 4000, seed: int = 0) -> dict[str, np.ndarray]:
-    """A Laplace approximation tried as an alternative fast path: L-BFGS (scipy) to the mode of the
-    library's model in its unconstrained space, Gaussian with the inverse Hessian (jax) there, draws mapped
-    back through the model's transforms. Not part of the library (measured here only)."""
-    import jax
-    import jax.numpy as jnp
-    from jax.flatten_util import ravel_pytree
-    from numpyro.infer import init_to_value
-    from numpyro.infer.util import initialize_model
-    from scipy.optimize import minimize
-
-    from bayes_l2l.model import l2l_model
-
-    config = ModelConfig()
-    data = ModelData.from_design(design, config)
-    init = init_to_value(values=infer._baseline_init(design, config))
-    info = initialize_model(
-        jax.random.PRNGKey(seed), l2l_model, model_args=(data, config), init_strategy=init
-    )
-    flat0, unravel = ravel_pytree(info.param_info.z)
-
-    def potential(v: Any) -> Any:
-        return info.potential_fn(unravel(v))
-
-    value_and_grad = jax.jit(jax.value_and_grad(potential))
-
-    def fun(v: np.ndarray) -> tuple[float, np.ndarray]:
-        val, grad = value_and_grad(jnp.asarray(v))
-        return float(val), np.asarray(grad, dtype=float)
-
-    mode = minimize(fun, np.asarray(flat0, float), jac=True, method="L-BFGS-B", options={"maxiter": 5000}).x
-    hess = np.asarray(jax.jit(jax.hessian(potential))(jnp.asarray(mode)))
-    w, v = np.linalg.eigh((hess + hess.T) / 2)
-    cov = (v / np.clip(w, 1e-8, None)) @ v.T
-    z = np.random.default_rng(seed).multivariate_normal(mode, cov, size=draws)
-    out = jax.jit(jax.vmap(lambda u: info.postprocess_fn(unravel(u))))(jnp.asarray(z))
-    return {k: np.asarray(val) for k, val in out.items()}
-
-
 def effect_distance(
     nuts: infer.Posterior, approx: infer.Posterior | dict[str, np.ndarray]
 ) -> dict[str, float]:
@@ -271,7 +232,7 @@ def effect_distance(
         if name not in nuts.dt["posterior"]:
             continue
         a = nuts.draws(name)
-        b = approx[name] if isinstance(approx, dict) else approx.draws(name)
+        b = approx.draws(name)
         sd = a.std(axis=0)
         mean_err += list(np.abs(a.mean(axis=0) - b.mean(axis=0)) / sd)
         sd_err += list(np.abs(b.std(axis=0) / sd - 1.0))
@@ -328,11 +289,7 @@ def main(argv: list[str] | None = None) -> int:
         wall = time.perf_counter() - t0
         results["approx"] = {"wall_s": wall, **effect_distance(post, approx)}
         log(f"approx: {wall:.1f} s; {results['approx']}")
-        t0 = time.perf_counter()
-        lap = laplace_draws(design)
-        wall = time.perf_counter() - t0
-        results["laplace"] = {"wall_s": wall, **effect_distance(post, lap)}
-        log(f"laplace: {wall:.1f} s; {results['laplace']}")
+
     if not args.skip_growth:
         growth = []
         for per_run in (8, 25, 50, args.checkpoints):
