@@ -478,10 +478,16 @@ def attempts_line(rec: dict[str, Any]) -> str:
     )
 
 
-def write_results(out: Path, payload: dict[str, Any], markdown: str) -> None:
-    """results.json (every number) and summary.md."""
-    (out / "results.json").write_text(json.dumps(payload, indent=1, default=_json_default))
-    (out / "summary.md").write_text(markdown)
+def write_results(
+    args: argparse.Namespace, started: float, payload: dict[str, Any], markdown: Sequence[str]
+) -> int:
+    """Write results.json (every number, plus the run's settings and wall time) and summary.md to
+    ``args.out``; log it; exit status 0."""
+    payload = {"quick": args.quick, "rope": ROPE, **payload, "wall_s": time.perf_counter() - started}
+    (args.out / "results.json").write_text(json.dumps(payload, indent=1, default=_json_default))
+    (args.out / "summary.md").write_text("\n".join(markdown) + "\n")
+    log(f"wrote {args.out / 'summary.md'} and results.json in {(time.perf_counter() - started) / 60:.1f} min")
+    return 0
 
 
 def _json_default(obj: Any) -> Any:

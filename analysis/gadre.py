@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 from common import (
-    ROPE,
     Comparison,
     comparison_markdown,
     header_lines,
@@ -112,15 +111,10 @@ def run(argv: list[str] | None = None) -> int:
     md += [comparison_markdown(o.record) + "\n" for o in outcomes]
     payload: dict[str, Any] = {
         "source": str(path),
-        "quick": args.quick,
-        "rope": ROPE,
         "comparisons": [o.record for o in outcomes],
         "figures": combined,
-        "wall_s": time.perf_counter() - started,
     }
-    write_results(args.out, payload, "\n".join(md) + "\n")
-    log(f"wrote {args.out / 'summary.md'} in {(time.perf_counter() - started) / 60:.1f} min")
-    return 0
+    return write_results(args, started, payload, md)
 
 
 if __name__ == "__main__":

@@ -24,7 +24,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from common import (
-    ROPE,
     Comparison,
     comparison_markdown,
     f3,
@@ -203,19 +202,14 @@ def run(argv: list[str] | None = None) -> int:
     md += [comparison_markdown(o.record) + "\n" for o in outcomes]
     payload: dict[str, Any] = {
         "sources": [str(p) for p in paths],
-        "quick": args.quick,
-        "rope": ROPE,
         "task_jitter": jitter,
         "y_tasks": tasks,
         "checkpoints_before_after_thinning": [n_before, n_after],
         "runs": runs.to_dict(orient="records"),
         "comparisons": [o.record for o in outcomes],
         "figures": combined,
-        "wall_s": time.perf_counter() - started,
     }
-    write_results(args.out, payload, "\n".join(md) + "\n")
-    log(f"wrote {args.out / 'summary.md'} in {(time.perf_counter() - started) / 60:.1f} min")
-    return 0
+    return write_results(args, started, payload, md)
 
 
 if __name__ == "__main__":

@@ -24,7 +24,6 @@ from typing import Any
 
 import numpy as np
 from common import (
-    ROPE,
     Comparison,
     Outcome,
     comparison_markdown,
@@ -331,17 +330,12 @@ def run(argv: list[str] | None = None) -> int:
             md += [f"**{o.record['title']}**", "", contrast_table(o.record["contrasts"]), ""]
     payload = {
         "source": str(path),
-        "quick": args.quick,
-        "rope": ROPE,
         "comparisons": [o.record for o in outcomes],
         "pile_vs_deduped": dedup,
         "bytes_per_token": units,
         "figures": combined,
-        "wall_s": time.perf_counter() - started,
     }
-    write_results(args.out, payload, "\n".join(md) + "\n")
-    log(f"wrote {args.out / 'summary.md'} and results.json in {(time.perf_counter() - started) / 60:.1f} min")
-    return 0
+    return write_results(args, started, payload, md)
 
 
 if __name__ == "__main__":
