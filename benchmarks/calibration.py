@@ -229,7 +229,8 @@ def markdown(summary: dict[str, Any], args: argparse.Namespace, spec: Simulation
     lines = [
         f"# Calibration on simulated truth (planted data gap {args.gap:g} nats)",
         "",
-        f"{summary['seeds']} seeds; NUTS {args.chains} x {args.draws} (+{args.warmup} warm-up); ROPE "
+        f"{summary['seeds']} seeds; NUTS {args.chains} x {args.draws} (+{args.warmup} warm-up), target accept "
+        f"{args.target_accept:g}; ROPE "
         f"{args.rope:g} nats; {spec.runs_per_condition} runs per condition and size x 2 sizes, "
         f"{spec.checkpoints_per_run} checkpoints per run. Machine: {platform.node()}, "
         f"{platform.processor() or platform.machine()}. Command: `{' '.join(sys.argv)}`.",
@@ -275,12 +276,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--draws", type=int, default=1000)
     ap.add_argument("--warmup", type=int, default=1000)
     ap.add_argument("--rope", type=float, default=DEFAULT_ROPE)
+    ap.add_argument(
+        "--target-accept", type=float, default=0.95, help="NUTS target acceptance (library default)"
+    )
     ap.add_argument("--out", type=Path, default=None, help="default out/benchmarks/calibration_gap<G>")
     args = ap.parse_args(argv)
     out = args.out or REPO / "out" / "benchmarks" / f"calibration_gap{args.gap:g}"
     out.mkdir(parents=True, exist_ok=True)
     spec = scenario(args.gap, args.runs, args.checkpoints)
     settings = {
+        "target_accept": args.target_accept,
         "spec": spec.to_dict(),
         "chains": args.chains,
         "draws": args.draws,
@@ -288,11 +293,19 @@ def main(argv: list[str] | None = None) -> int:
         "rope": args.rope,
     }
     settings_path = out / "settings.json"
-    if settings_path.exists() and json.loads(settings_path.read_text()) != json.loads(json.dumps(settings)):
+    earlier = json.loads(settings_path.read_text()) if settings_path.exists() else None
+    if earlier is not None:
+        earlier.setdefault("target_accept", 0.95)  # folders written before the option existed
+    if earlier is not None and earlier != json.loads(json.dumps(settings)):
         print(f"error: {out} holds seeds run with other settings; choose another --out", file=sys.stderr)
         return 2
     settings_path.write_text(json.dumps(settings, indent=1))
-    sampler = {"chains": args.chains, "draws": args.draws, "warmup": args.warmup}
+    sampler = {
+        "chains": args.chains,
+        "draws": args.draws,
+        "warmup": args.warmup,
+        "target_accept": args.target_accept,
+    }
     records = []
     t0 = time.perf_counter()
     seeds = range(args.first_seed, args.first_seed + args.seeds)
