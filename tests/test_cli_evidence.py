@@ -68,7 +68,7 @@ def new_tables(tmp_path_factory):
 def demo(tmp_path_factory):
     """`bayes-l2l demo --quick` once (a real NUTS fit); returns (exit code, out folder)."""
     out = tmp_path_factory.mktemp("demo") / "out"
-    code = main(["demo", "--quick", "--out", str(out)])
+    code = main(["demo", "--quick", "--simulated", "--out", str(out)])
     return code, out
 
 
@@ -100,7 +100,7 @@ def test_demo_quick_writes_everything_and_labels_simulated(demo) -> None:
 def test_demo_is_resumable(demo, capsys) -> None:
     code0, out = demo
     before = (out / "posterior" / "posterior.nc").stat().st_mtime_ns
-    code, stdout, _ = run(capsys, "demo", "--quick", "--out", out)
+    code, stdout, _ = run(capsys, "demo", "--quick", "--simulated", "--out", out)
     assert code == code0
     assert "reusing" in stdout and "SIMULATED" in stdout
     assert (out / "posterior" / "posterior.nc").stat().st_mtime_ns == before
@@ -109,6 +109,26 @@ def test_demo_is_resumable(demo, capsys) -> None:
 def test_demo_rejects_axes_without_table(capsys, tmp_path) -> None:
     code, _, err = run(capsys, "demo", "--quick", "--out", tmp_path, "--x", "val/c4")
     assert code == 2 and "--table" in err
+    code, _, err = run(capsys, "demo", "--quick", "--simulated", "--out", tmp_path, "--x", "val/c4")
+    assert code == 2 and "--table" in err
+    code, _, err = run(capsys, "demo", "--simulated", "--table", tmp_path / "t.parquet", "--out", tmp_path)
+    assert code == 2 and "exclude" in err
+
+
+def test_demo_default_is_the_bundled_mini_study(capsys, tmp_path) -> None:
+    """The README's main command: the project's own measured table, its own question, labelled measured."""
+    from bayes_l2l.demo import MINI_STUDY, MINI_STUDY_QUESTION
+
+    assert MINI_STUDY.is_file(), "data/mini_study.parquet ships with the repository"
+    code, stdout, _ = run(capsys, "demo", "--quick", "--out", tmp_path / "out")
+    ev = json.loads((tmp_path / "out" / "evidence.json").read_text())
+    assert code == (0 if ev["diagnostics_ok"] else 3)
+    assert "mini study" in stdout and "SIMULATED" not in stdout
+    assert ev["data"].startswith("measured") and not ev.get("simulated")
+    assert {f["factor"] for f in ev["factors"]} == set(MINI_STUDY_QUESTION["factors"])
+    assert (ev["x"], ev["y"]) == (MINI_STUDY_QUESTION["x"], MINI_STUDY_QUESTION["y"])
+    html = (tmp_path / "out" / "report.html").read_text()
+    assert "SIMULATED" not in html and "mini_study.parquet" in html
 
 
 # ------------------------------------------------------------------------------------------ compare

@@ -17,6 +17,7 @@ name        training split                                held-out split
 =========== ============================================ ===============================================
 c4          C4 sample documents 0-899                     C4 sample documents 900-999
 stories     TinyStories train, first 2 MiB                TinyStories validation head
+mix         half C4, half TinyStories (a mixture)         (the two above)
 code        linux_kernel_code/train.txt                   linux_kernel_code/valid.txt
 wiki        (none)                                        WikiText-2 raw test
 =========== ============================================ ===============================================
@@ -28,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import itertools
 import json
 import sys
 from pathlib import Path
@@ -115,6 +117,22 @@ def cut(text: str, budget: int) -> str:
     return "".join(out)
 
 
+def write_mix(train: dict[str, str], data: Path) -> dict:
+    """``train/mix.txt``: a data-mixture intervention, the first half of the C4 split's lines and the first
+    half of TinyStories' (same byte budget), alternating in blocks of 20 lines."""
+    halves = [cut(train[name], TRAIN_BYTES // 2).splitlines(keepends=True) for name in ("c4", "stories")]
+    blocks = [[lines[i : i + 20] for i in range(0, len(lines), 20)] for lines in halves]
+    text = "".join("".join(b) for pair in itertools.zip_longest(*blocks, fillvalue=[]) for b in pair)
+    path = data / "train" / "mix.txt"
+    path.write_text(text, encoding="utf-8")
+    return {
+        "path": str(path),
+        "bytes": len(text.encode()),
+        "sha256": sha256(text.encode()),
+        "made_of": "C4 and TinyStories training splits, half each",
+    }
+
+
 def train_tokenizer(texts: list[str], vocab_size: int, out: Path) -> None:
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
@@ -171,10 +189,11 @@ def main(argv: list[str] | None = None) -> int:
             leaked = sum(d in text for d in docs)
             if leaked:
                 sys.exit(f"error: {leaked} held-out '{held}' documents occur in the '{name}' training split")
-    for tok_name, size in TOKENIZERS.items():
+    for tok_name, size in TOKENIZERS.items():  # on the three distributions (not on the mixture below)
         out = data / "tokenizers" / tok_name
         train_tokenizer(list(train.values()), size, out)
         record["tokenizers"][tok_name] = {"path": str(out), "vocab_size": size, "trained_on": sorted(train)}
+    record["train"]["mix"] = write_mix(train, data)
     (data / "data.json").write_text(json.dumps(record, indent=1))
     print(
         json.dumps(

@@ -29,7 +29,7 @@ OUT = ROOT / "out" / "mini_study"
 TABLE = ROOT / "data" / "mini_study.parquet"
 
 ARCH_LABEL = {"llama": "Llama", "neox": "GPT-NeoX", "mamba": "Mamba"}
-DATA_LABEL = {"c4": "C4", "stories": "TinyStories", "code": "Linux kernel C"}
+DATA_LABEL = {"c4": "C4", "stories": "TinyStories", "code": "Linux kernel C", "mix": "C4+TinyStories"}
 
 
 @dataclass(frozen=True)
@@ -52,6 +52,7 @@ DESIGN = (
     Run("base-seed1", seed=1, intervention="seed"),
     Run("data-stories", data="stories", intervention="pretraining data"),
     Run("data-code", data="code", intervention="pretraining data"),
+    Run("data-mix", data="mix", intervention="pretraining data"),
     Run("tokenizer-bpe1k", tokenizer="bpe1k", intervention="tokenizer"),
     Run("arch-neox", arch="neox", intervention="architecture"),
     Run("arch-mamba", arch="mamba", intervention="architecture", cost=5.0),

@@ -1,9 +1,11 @@
 """The main job end to end: data -> fit -> compare -> figures -> report, into one output folder.
 
-Without a table of its own the demo uses a SIMULATED table (``simulate_table`` with a fixed seed and a
-spec that mirrors the reference paper's design: pretraining data shifts the curve, architecture a little,
-model size not at all). It is labelled as simulated on the console, in the report title and in
-evidence.json. The run is resumable: a posterior already in ``out/posterior`` is reused when it answers
+Without a table of its own the demo uses the project's own measured table, ``data/mini_study.parquet``
+(tiny LMs trained and evaluated here by ``analysis/mini_study``; see ``data/README.md``), with its own
+question (:data:`MINI_STUDY_QUESTION`). ``--simulated`` uses a SIMULATED table instead
+(``simulate_table`` with a fixed seed and a spec that mirrors the reference paper's design: pretraining
+data shifts the curve, architecture a little, model size not at all), labelled as simulated on the
+console, in the report title and in evidence.json. The run is resumable: a posterior already in ``out/posterior`` is reused when it answers
 the same question on the same data with the same settings; nothing outside ``out/`` is written.
 
 Files: ``report.html``, ``evidence.json``, ``figures/*.png|svg``, ``posterior/`` (with ``shared_<F>/``
@@ -31,6 +33,21 @@ DEMO_MIN_FRACTION = 0.005
 checkpoints before 0.5% of a run's training (the first two of each run), and says so in the report."""
 DEMO_X = "val/simulated"
 DEMO_Y = "test/simulated"
+
+MINI_STUDY_MIN_FRACTION = 0.05
+"""Checkpoints before 5% of a run's training (steps 20 and 40 of 1,000) are dropped: there the models
+are still leaving the uniform-prediction regime and sit off the law (analysis/mini_study/findings.md)."""
+MINI_STUDY = Path(__file__).resolve().parents[2] / "data" / "mini_study.parquet"
+"""The bundled measured table (in the repository's data/ folder, beside src/)."""
+MINI_STUDY_QUESTION: dict[str, Any] = {
+    "x": "val/c4",
+    "y": "test/avg7",
+    "factors": ["pretraining_data", "tokenizer", "architecture", "size", "learning_rate"],
+    "min_fraction": MINI_STUDY_MIN_FRACTION,
+}
+"""The default question on the mini study: loss on the base recipe's own data (C4, held out) -> mean
+loss on the seven cloze tasks, every intervention of the design as a factor (seed is not a factor: the
+two base seeds are two runs of one condition)."""
 
 
 def demo_spec(quick: bool = False) -> SimulationSpec:
@@ -120,6 +137,7 @@ def run_demo(
     where: dict[str, str] | None = None,
     quick: bool = False,
     rope: float = 0.02,
+    simulated: bool = False,
 ) -> dict[str, Any]:
     """Run the demo into ``out``; returns {"evidence": the evidence.json content, "problems": diagnostic
     problems (empty when the sampler diagnostics passed), "files": paths written}."""
@@ -142,7 +160,28 @@ def run_demo(
     truth = None
 
     t0 = time.perf_counter()
-    if table is None:
+    if table is None and not simulated:
+        if not MINI_STUDY.is_file():
+            raise UserInputError(
+                f"the bundled table {MINI_STUDY} is missing (it ships with the repository, not with a "
+                "wheel); pass --table YOUR_TABLE or --simulated"
+            )
+        if x or y or factors or where:
+            raise UserInputError(
+                "--x, --y, --factor and --where apply to --table; the bundled mini study has its own "
+                "question (pass --table data/mini_study.parquet to ask another)"
+            )
+        table = MINI_STUDY
+        x, y = MINI_STUDY_QUESTION["x"], MINI_STUDY_QUESTION["y"]
+        factors = list(MINI_STUDY_QUESTION["factors"])
+        min_fraction: float | None = MINI_STUDY_QUESTION["min_fraction"]
+        data_label = (
+            f"measured: the project's mini study ({table.name}; tiny LMs trained and evaluated by "
+            "analysis/mini_study, see data/README.md)"
+        )
+        _step(1, f"data: {table} (the project's own measured mini study)")
+        loss_table = LossTable.read(table)
+    elif table is None:
         if x or y or factors or where:
             raise UserInputError(
                 "--x, --y, --factor and --where apply to --table; the simulated default has its own question"
@@ -153,13 +192,15 @@ def run_demo(
         files.append(loss_table.save(out / "simulated_table.parquet", overwrite=True))
         files.append(truth.save(out / "simulated_truth.json", overwrite=True))
         x, y, factors = DEMO_X, DEMO_Y, list(spec.factors)
-        min_fraction: float | None = DEMO_MIN_FRACTION
+        min_fraction = DEMO_MIN_FRACTION
         data_label = (
             f"simulated (bayes_l2l.simulate.simulate_table, seed {DEMO_SEED}, {'quick' if quick else 'full'} "
             "demo spec in simulated_truth.json): NOT a measurement of real models"
         )
         console.print("[bold magenta]SIMULATED DATA[/]: planted effects, not real models")
     else:
+        if simulated:
+            raise UserInputError("--simulated and --table exclude each other")
         table = Path(table)
         _step(1, f"data: {table}")
         loss_table = LossTable.read(table)
@@ -227,11 +268,9 @@ def run_demo(
         files += plots.write_figures(figs, out / "figures", overwrite=True)
         _step(5, f"report: {out / 'report.html'}")
         truth_gaps = truth.gap_summaries() if truth is not None else None
-        notes = (
-            ["--quick: small data, short chains and no leave-one-run-out comparison; a smoke run only."]
-            if quick
-            else []
-        )
+        notes = [] if truth is not None else [f"Data: {data_label}."]
+        if quick:
+            notes.append("--quick: short chains and no leave-one-run-out comparison; a smoke run only.")
         report = build_report(
             post,
             compares,

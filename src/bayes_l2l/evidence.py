@@ -5,7 +5,9 @@ the common support of x,
 
 * "shift" when P(|mean_x Δ(x)| > r) >= 0.95 (the average displacement over the support),
 * "no practical shift" when P(max_x |Δ(x)| < r) >= 0.95,
-* "undecided" otherwise.
+* "undecided" otherwise;
+* "no common support" when the two conditions' observed x ranges do not overlap (no gap without
+  extrapolation).
 
 The default ROPE, 0.02 nats, is the size of seed-to-seed variation of an LLM's loss at a fixed recipe:
 differences smaller than that cannot be told apart from retraining the same recipe.
@@ -28,6 +30,16 @@ DEFAULT_ROPE = 0.02
 DECISION_PROB = 0.95
 GRID_POINTS = 60
 CI_PROB = 0.9
+
+
+NO_SUPPORT = "no common support"
+"""Decision when the level's and the base's x ranges do not overlap."""
+
+
+def _mean(draws: np.ndarray) -> float:
+    """Mean of the finite draws (NaN, without a warning, when there are none)."""
+    d = np.asarray(draws, dtype=float)
+    return float(np.nanmean(d)) if np.isfinite(d).any() else float("nan")
 
 
 def hdi(draws: np.ndarray, prob: float = CI_PROB) -> tuple[float, float]:
@@ -209,9 +221,13 @@ def compare_factor(
         gaps, support = gap_draws(post, c_l, c_b)
         note = None
         if gaps is None:
-            note = "the two conditions' x ranges do not overlap: no common support for a gap"
+            note = (
+                "the two conditions' x ranges do not overlap, so no gap can be measured without extrapolating; "
+                "compare on an x where both have data, or test the level's checkpoints against the base curve "
+                "(`bayes-l2l test`, extrapolation flagged)"
+            )
             gap_mean_d = maxabs_d = np.full(1, np.nan)
-            decision, p_shift, p_eq = "undecided", float("nan"), float("nan")
+            decision, p_shift, p_eq = NO_SUPPORT, float("nan"), float("nan")
         else:
             gap_mean_d = np.nanmean(gaps, axis=1)
             maxabs_d = np.nanmax(np.abs(gaps), axis=1)
@@ -224,9 +240,9 @@ def compare_factor(
             level_condition=lvl_label,
             base_condition=base_label,
             support=support,
-            gap_mean=float(np.nanmean(gap_mean_d)),
+            gap_mean=_mean(gap_mean_d),
             gap_hdi90=list(hdi(gap_mean_d)),
-            gap_maxabs=float(np.nanmean(maxabs_d)),
+            gap_maxabs=_mean(maxabs_d),
             gap_maxabs_hdi90=list(hdi(maxabs_d)),
             p_shift=p_shift,
             p_equivalent=p_eq,

@@ -308,7 +308,7 @@ def print_compare(post: Any, compares: dict[str, list[Any]], rope: float) -> Non
         for row in ranking.itertuples():
             table.add_row(
                 escape(str(row.factor)),
-                escape(str(row.level)),
+                escape(str(row.level)) if isinstance(row.level, str) else "—",
                 _num(row.gap_maxabs),
                 _interval((row.lo, row.hi)),
                 f"[{_decision_style(str(row.decision))}]{escape(str(row.decision))}[/]",
@@ -701,8 +701,11 @@ def report_command(
 def demo_command(
     out: Annotated[Path, typer.Option("--out", help="Output folder (resumable).")] = Path("out"),
     table: Annotated[
-        Path | None, typer.Option("--table", help="Your loss table instead of the simulated default.")
+        Path | None, typer.Option("--table", help="Your loss table instead of the bundled mini study.")
     ] = None,
+    simulated: Annotated[
+        bool, typer.Option("--simulated", help="A simulated table with planted effects instead.")
+    ] = False,
     x: Annotated[str | None, typer.Option("--x", help="x metric (with --table).")] = None,
     y: Annotated[str | None, typer.Option("--y", help="y metric (with --table).")] = None,
     factor: Annotated[list[str] | None, typer.Option("--factor", help="Factors (with --table).")] = None,
@@ -715,7 +718,8 @@ def demo_command(
     rope: Annotated[float, typer.Option(help="Region of practical equivalence, nats.")] = DEFAULT_ROPE,
 ) -> int:
     """The main job: import -> fit -> compare -> figures -> report, into OUT (report.html, evidence.json,
-    figures/, posterior/). Without --table the data are SIMULATED (labelled so everywhere)."""
+    figures/, posterior/). Without --table: the project's own measured mini study (data/mini_study.parquet);
+    --simulated: a simulated table with planted effects (labelled so everywhere)."""
     from bayes_l2l.demo import run_demo
 
     result = run_demo(
@@ -727,6 +731,7 @@ def demo_command(
         where=parse_assignments(where, "--where"),
         quick=quick,
         rope=rope,
+        simulated=simulated,
     )
     report_problems(result["problems"], str(out))
     return 0
