@@ -123,7 +123,7 @@ def test_demo_default_is_the_bundled_mini_study(capsys, tmp_path) -> None:
     code, stdout, _ = run(capsys, "demo", "--quick", "--out", tmp_path / "out")
     ev = json.loads((tmp_path / "out" / "evidence.json").read_text())
     assert code == (0 if ev["diagnostics_ok"] else 3)
-    assert "mini study" in stdout and "SIMULATED" not in stdout
+    assert "mini_study.parquet" in stdout and "SIMULATED" not in stdout
     assert ev["data"].startswith("measured") and not ev.get("simulated")
     assert {f["factor"] for f in ev["factors"]} == set(MINI_STUDY_QUESTION["factors"])
     assert (ev["x"], ev["y"]) == (MINI_STUDY_QUESTION["x"], MINI_STUDY_QUESTION["y"])

@@ -265,3 +265,19 @@ def test_cli_import_does_not_load_torch():
         text=True,
     )
     assert "--executor" in helptext.stdout and "--task-data" in helptext.stdout
+
+
+def test_loading_a_checkpoint_leaves_global_autograd_on(tmp_path) -> None:
+    """The evaluator must not switch autograd off process-wide (a training loop in the same process,
+    like the mini study's, would then fail with 'does not require grad')."""
+    from bayes_l2l.evaluate.config import EngineSpec
+    from bayes_l2l.evaluate.engine import load_checkpoint
+    from bayes_l2l.evaluate.manifest import Checkpoint
+
+    path = save_tiny_model(tmp_path / "llama", "llama")
+    ckpt = Checkpoint(
+        run="r", checkpoint="main", source=str(path), revision=None, local=True, tokenizer=str(path)
+    )
+    loaded = load_checkpoint(ckpt, EngineSpec(device="cpu", dtype="float32", progress=False))
+    assert torch.is_grad_enabled()
+    assert not any(p.requires_grad for p in loaded.model.parameters())

@@ -152,11 +152,10 @@ def main(argv: list[str] | None = None) -> int:
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         if step % 10 == 0 or step == 1:
-            log.append(
-                {"step": step, "loss": round(float(loss), 4), "seconds": round(time.time() - started, 1)}
-            )
+            value = loss.item()
+            log.append({"step": step, "loss": round(value, 4), "seconds": round(time.time() - started, 1)})
             print(
-                f"{args.out.name} step {step}/{checkpoints[-1]} loss {float(loss):.3f} "
+                f"{args.out.name} step {step}/{checkpoints[-1]} loss {value:.3f} "
                 f"{time.time() - started:.0f}s",
                 flush=True,
             )

@@ -112,7 +112,11 @@ def load_tokenizer(ckpt: Checkpoint) -> Any:
 
 
 def load_checkpoint(ckpt: Checkpoint, spec: EngineSpec) -> Loaded:
-    """Load model and tokenizer once; model in eval mode, no gradients."""
+    """Load model and tokenizer once; model in eval mode, its parameters frozen.
+
+    Global autograd state is left alone (the scorer runs under ``torch.inference_mode``), so a caller
+    that trains in the same process is not affected.
+    """
     require_eval_extra()
     import torch
 
@@ -124,7 +128,7 @@ def load_checkpoint(ckpt: Checkpoint, spec: EngineSpec) -> Loaded:
     else:
         model, info = _load_transformers(ckpt, device, dtype)
     model.eval()
-    torch.set_grad_enabled(False)
+    model.requires_grad_(False)
     info.update(
         {
             "device": str(device),
