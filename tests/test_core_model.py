@@ -173,6 +173,30 @@ def test_cli_fit_writes_posterior_and_json(small_table, tmp_path, capsys) -> Non
     assert "holds a posterior already" in capsys.readouterr().err
 
 
+def test_cli_fit_diagonal_mass_is_used_and_recorded(small_table, tmp_path, capsys, monkeypatch) -> None:
+    import bayes_l2l.infer as infer_module
+
+    seen: list[bool] = []
+    real_nuts = infer_module.NUTS
+
+    def recording_nuts(*a, **kw):  # noqa: ANN002, ANN003, ANN202
+        seen.append(kw["dense_mass"])
+        return real_nuts(*a, **kw)
+
+    monkeypatch.setattr(infer_module, "NUTS", recording_nuts)
+    table, _ = small_table
+    path = table.to_parquet(tmp_path / "t.parquet")
+    args = ["fit", str(path), "--x", "val/c4", "--y", "test/hellaswag", "--factor", "pretraining_data"]
+    args += ["--chains", "2", "--draws", "100", "--warmup", "100", "--json"]
+    assert main([*args, "--mass", "full", "-o", str(tmp_path / "bad")]) == 2
+    assert "--mass 'full': use dense or diag" in capsys.readouterr().err
+    assert main([*args, "--mass", "diag", "-o", str(tmp_path / "post")]) in (0, 3)
+    report = json.loads(capsys.readouterr().out)
+    assert report["settings"]["mass"] == "diag"
+    fit = json.loads((tmp_path / "post" / "fit.json").read_text())
+    assert fit["settings"]["mass"] == "diag" and seen == [False]
+
+
 def test_cli_fit_bad_input_exits_2(tmp_path, capsys) -> None:
     bad = tmp_path / "bad.csv"
     pd.DataFrame({"run": ["a"], "value": [1.0]}).to_csv(bad, index=False)

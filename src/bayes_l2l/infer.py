@@ -345,6 +345,7 @@ def fit(
             "seed": seed,
             "target_accept": target_accept,
             "max_tree_depth": max_tree_depth,
+            "mass": "dense" if dense_mass else "diag",
             "compute_component": compute_enabled(design, config),
         },
         wall_time_s=wall,

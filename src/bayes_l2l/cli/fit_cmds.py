@@ -50,6 +50,7 @@ def fit_from_options(
     prior_ey: str | None = None,
     effect_prior: str = "normal",
     target_accept: float = 0.95,
+    mass: str = "dense",
     progress: bool = False,
 ) -> Any:
     """Read the table, build the design and fit; shared by `fit` and the commands that fit first."""
@@ -64,6 +65,8 @@ def fit_from_options(
         raise UserInputError(f"--effect-prior {effect_prior!r}: use normal or hierarchical")
     if not 0.5 <= target_accept < 1:
         raise UserInputError(f"--target-accept {target_accept}: use a value in [0.5, 1), e.g. 0.95 or 0.99")
+    if mass not in ("dense", "diag"):
+        raise UserInputError(f"--mass {mass!r}: use dense or diag")
     if compute not in ("auto", "on", "off"):
         raise UserInputError(f"--compute {compute!r}: use auto, on or off")
     if not 0 <= early_fraction < 1 or not 0 < early_weight <= 1:
@@ -102,6 +105,7 @@ def fit_from_options(
             design,
             config,
             target_accept=target_accept,
+            dense_mass=mass == "dense",
             method=method,
             chains=chains,
             draws=draws,
@@ -222,6 +226,13 @@ def fit_command(
     target_accept: Annotated[
         float, typer.Option(help="NUTS target acceptance (raise to 0.99 on divergences).")
     ] = 0.95,
+    mass: Annotated[
+        str,
+        typer.Option(
+            help="NUTS mass matrix: dense (default; needed on small tables) or diag (on tables of thousands "
+            "of checkpoints: longer wall time, more ESS per second; benchmarks/RESULTS.md)."
+        ),
+    ] = "dense",
     overwrite: Annotated[bool, typer.Option(help="Replace an existing posterior folder.")] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> int:
@@ -254,6 +265,7 @@ def fit_command(
         prior_ey=prior_ey,
         effect_prior=effect_prior,
         target_accept=target_accept,
+        mass=mass,
     )
     post.save(output, overwrite=overwrite)
     if json_out:
