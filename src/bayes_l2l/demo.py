@@ -151,6 +151,14 @@ def run_demo(
     from bayes_l2l.infer import fit
     from bayes_l2l.report import build_report
 
+    if simulated and table is not None:
+        raise UserInputError("--simulated and --table exclude each other")
+    if table is None and (x or y or factors or where):
+        raise UserInputError(
+            "--x, --y, --factor and --where apply to --table; the default tables have their own question "
+            "(pass --table data/mini_study.parquet to ask the mini study another)"
+        )
+
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise UserInputError(f"--out {out}: is a file; the demo needs a folder")
@@ -166,11 +174,6 @@ def run_demo(
                 f"the bundled table {MINI_STUDY} is missing (it ships with the repository, not with a "
                 "wheel); pass --table YOUR_TABLE or --simulated"
             )
-        if x or y or factors or where:
-            raise UserInputError(
-                "--x, --y, --factor and --where apply to --table; the bundled mini study has its own "
-                "question (pass --table data/mini_study.parquet to ask another)"
-            )
         table = MINI_STUDY
         x, y = MINI_STUDY_QUESTION["x"], MINI_STUDY_QUESTION["y"]
         factors = list(MINI_STUDY_QUESTION["factors"])
@@ -182,10 +185,6 @@ def run_demo(
         _step(1, f"data: {table} (the project's own measured mini study)")
         loss_table = LossTable.read(table)
     elif table is None:
-        if x or y or factors or where:
-            raise UserInputError(
-                "--x, --y, --factor and --where apply to --table; the simulated default has its own question"
-            )
         spec = demo_spec(quick)
         _step(1, f"data: SIMULATED table (simulate_table, seed {DEMO_SEED}{', quick' if quick else ''})")
         loss_table, truth = simulate_table(spec, DEMO_SEED)
@@ -199,8 +198,6 @@ def run_demo(
         )
         console.print("[bold magenta]SIMULATED DATA[/]: planted effects, not real models")
     else:
-        if simulated:
-            raise UserInputError("--simulated and --table exclude each other")
         table = Path(table)
         _step(1, f"data: {table}")
         loss_table = LossTable.read(table)
