@@ -37,7 +37,8 @@ import numpy as np
 
 from bayes_l2l.design import Question, build_design
 from bayes_l2l.evidence import DEFAULT_ROPE, compare_factor, gap_draws, param_delta_draws
-from bayes_l2l.infer import fit
+from bayes_l2l.infer import MASS_CHOICES, fit, mass_options
+from bayes_l2l.model import ModelConfig
 from bayes_l2l.simulate import SimulationSpec, simulate_table
 
 REPO = Path(__file__).resolve().parents[1]
@@ -279,6 +280,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--target-accept", type=float, default=0.95, help="NUTS target acceptance (library default)"
     )
+    ap.add_argument("--mass", choices=MASS_CHOICES, default="dense", help="NUTS mass matrix (fit --mass)")
+    ap.add_argument(
+        "--run-offsets",
+        choices=["centred", "noncentred"],
+        default=ModelConfig().run_offsets,
+        help="parametrisation of the run offsets (library default)",
+    )
     ap.add_argument("--out", type=Path, default=None, help="default out/benchmarks/calibration_gap<G>")
     args = ap.parse_args(argv)
     out = args.out or REPO / "out" / "benchmarks" / f"calibration_gap{args.gap:g}"
@@ -286,6 +294,8 @@ def main(argv: list[str] | None = None) -> int:
     spec = scenario(args.gap, args.runs, args.checkpoints)
     settings = {
         "target_accept": args.target_accept,
+        "run_offsets": args.run_offsets,
+        "mass": args.mass,
         "spec": spec.to_dict(),
         "chains": args.chains,
         "draws": args.draws,
@@ -295,7 +305,9 @@ def main(argv: list[str] | None = None) -> int:
     settings_path = out / "settings.json"
     earlier = json.loads(settings_path.read_text()) if settings_path.exists() else None
     if earlier is not None:
-        earlier.setdefault("target_accept", 0.95)  # folders written before the option existed
+        earlier.setdefault("target_accept", 0.95)  # folders written before the options existed
+        earlier.setdefault("run_offsets", "noncentred")
+        earlier.setdefault("mass", "dense")
     if earlier is not None and earlier != json.loads(json.dumps(settings)):
         print(f"error: {out} holds seeds run with other settings; choose another --out", file=sys.stderr)
         return 2
@@ -305,6 +317,8 @@ def main(argv: list[str] | None = None) -> int:
         "draws": args.draws,
         "warmup": args.warmup,
         "target_accept": args.target_accept,
+        "config": ModelConfig(run_offsets=args.run_offsets),
+        **mass_options(args.mass),
     }
     records = []
     t0 = time.perf_counter()

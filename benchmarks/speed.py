@@ -98,16 +98,15 @@ def max_rhat(dt: Any) -> float:
 
 
 # ----------------------------------------------------------------------------------------- bayes-l2l
-def run_numpyro(design: Design, seed: int = 0, **kw: Any) -> dict[str, Any]:
-    """infer.fit with the library defaults (``dense_mass=False`` for the diagonal mass matrix)."""
+def run_numpyro(design: Design, seed: int = 0, mass: str = "dense") -> dict[str, Any]:
+    """infer.fit with the library defaults and the mass matrix of ``fit --mass``."""
     t0 = time.perf_counter()
-    post = infer.fit(design, seed=seed, **kw)
+    post = infer.fit(design, seed=seed, **infer.mass_options(mass))
     wall = time.perf_counter() - t0
     ess = min_bulk_ess(post.dt)
     dg = post.diagnostics
     return {
-        "sampler": f"bayes-l2l (NumPyro NUTS, {'dense' if kw.get('dense_mass', True) else 'diagonal'} mass, "
-        "target accept 0.95)",
+        "sampler": f"bayes-l2l (NumPyro NUTS, --mass {mass}, target accept 0.95)",
         "wall_s": wall,
         "sampling_s": post.wall_time_s,
         "min_ess_bulk": ess,
@@ -253,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--skip-growth", action="store_true")
     ap.add_argument("--skip-approx", action="store_true")
     ap.add_argument(
-        "--mass", choices=("dense", "diag"), default="dense", help="NUTS mass matrix (fit --mass)"
+        "--mass", choices=infer.MASS_CHOICES, default="dense", help="NUTS mass matrix (fit --mass)"
     )
     args = ap.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -270,7 +269,7 @@ def main(argv: list[str] | None = None) -> int:
     design = design_for(args.checkpoints)
     log(f"design: {len(design.points)} checkpoints, {design.n_runs} runs, {design.n_conditions} conditions")
     results["points"] = len(design.points)
-    nuts = run_numpyro(design, dense_mass=args.mass == "dense")
+    nuts = run_numpyro(design, mass=args.mass)
     post = nuts.pop("post")
     results["numpyro"] = nuts
     log(
@@ -302,7 +301,7 @@ def main(argv: list[str] | None = None) -> int:
                 growth.append({"checkpoints": len(design.points), **nuts})
                 continue
             d = design_for(per_run)
-            r = run_numpyro(d, dense_mass=args.mass == "dense")
+            r = run_numpyro(d, mass=args.mass)
             r.pop("post")
             growth.append({"checkpoints": len(d.points), **r})
             log(f"growth: {len(d.points)} checkpoints: {r['wall_s']:.1f} s, R-hat {r['max_rhat']:.3f}")

@@ -12,7 +12,7 @@ from bayes_l2l.cli import main
 from bayes_l2l.design import Question, build_design
 from bayes_l2l.errors import UserInputError
 from bayes_l2l.evidence import compare_factor
-from bayes_l2l.infer import Posterior, fit, load, paper_mode_config, summary_table
+from bayes_l2l.infer import Posterior, fit, load, mass_options, paper_mode_config, summary_table
 from bayes_l2l.simulate import SimulationSpec, simulate_table
 
 SMALL = SimulationSpec(
@@ -189,12 +189,72 @@ def test_cli_fit_diagonal_mass_is_used_and_recorded(small_table, tmp_path, capsy
     args = ["fit", str(path), "--x", "val/c4", "--y", "test/hellaswag", "--factor", "pretraining_data"]
     args += ["--chains", "2", "--draws", "100", "--warmup", "100", "--json"]
     assert main([*args, "--mass", "full", "-o", str(tmp_path / "bad")]) == 2
-    assert "--mass 'full': use dense or diag" in capsys.readouterr().err
+    assert "--mass 'full': use dense, diag, laplace" in capsys.readouterr().err
     assert main([*args, "--mass", "diag", "-o", str(tmp_path / "post")]) in (0, 3)
     report = json.loads(capsys.readouterr().out)
     assert report["settings"]["mass"] == "diag"
     fit = json.loads((tmp_path / "post" / "fit.json").read_text())
     assert fit["settings"]["mass"] == "diag" and seen == [False]
+
+
+def test_laplace_whitened_nuts_samples_the_same_posterior(small_table, tmp_path) -> None:
+    """--mass laplace changes the sampler's coordinates only: same posterior as dense NUTS, full record."""
+    table, _ = small_table
+    design = build_design(table, Question(x="val/c4", y="test/hellaswag", factors=["pretraining_data"]))
+    kw = {"chains": 2, "draws": 400, "warmup": 400, "seed": 1}
+    dense = fit(design, **kw)
+    white = fit(design, **kw, **mass_options("laplace"))
+    assert white.settings["mass"] == "laplace" and white.method == "nuts"
+    dg = white.diagnostics
+    assert dg["max_rhat"] is not None and isinstance(dg["divergences"], int) and dg["min_bfmi"] is not None
+    assert {"n_steps", "tree_depth", "energy", "lp"} <= set(white.dt["sample_stats"].data_vars)
+    assert white.dt["log_likelihood"]["y"].shape == (2, 400, len(design.points))
+    for var in ("d_h", "d_logs", "K", "Ey", "sigma"):
+        a, b = dense.draws(var), white.draws(var)
+        sd = np.maximum(a.std(axis=0), 1e-12)
+        assert np.all(np.abs(a.mean(axis=0) - b.mean(axis=0)) / sd < 0.5), var
+        assert np.all(np.abs(np.log(b.std(axis=0) / sd)) < np.log(1.5)), var
+    gap_dense = compare_factor(dense, "pretraining_data")[0].gap_mean
+    gap_white = compare_factor(white, "pretraining_data")[0].gap_mean
+    assert abs(gap_dense - gap_white) < 0.01
+    white.save(tmp_path / "white")
+    assert load(tmp_path / "white").settings["mass"] == "laplace"
+
+
+def test_centred_run_offsets_are_the_same_prior_written_directly(small_table) -> None:
+    from numpyro import handlers
+
+    from bayes_l2l.model import ModelConfig, ModelData, l2l_model
+
+    table, _ = small_table
+    design = build_design(table, Question(x="val/c4", y="test/hellaswag", factors=["pretraining_data"]))
+    sites = {}
+    for par in ("centred", "noncentred"):
+        config = ModelConfig(run_offsets=par)
+        data = ModelData.from_design(design, config)
+        with handlers.seed(rng_seed=0):
+            sites[par] = handlers.trace(l2l_model).get_trace(data, config)
+    assert sites["centred"]["run_offset"]["type"] == "sample" and "z_run" not in sites["centred"]
+    assert sites["noncentred"]["run_offset"]["type"] == "deterministic"
+    # the same Normal(0, sigma_run) prior: the model's log joint at offsets b (centred) equals the one at
+    # z = b / sigma_run (non-centred) minus the Jacobian n log sigma_run
+    from numpyro.infer.util import log_density
+
+    nc = {
+        k: v["value"]
+        for k, v in sites["noncentred"].items()
+        if v["type"] == "sample" and not v["is_observed"]
+    }
+    sigma_run, b = 0.02, np.linspace(-0.03, 0.03, len(design.offset_runs))
+    nc.update(sigma_run=sigma_run, z_run=b / sigma_run)
+    c = {k: v for k, v in nc.items() if k != "z_run"} | {"run_offset": b}
+    lp = {}
+    for par, params in (("centred", c), ("noncentred", nc)):
+        config = ModelConfig(run_offsets=par)
+        lp[par], _ = log_density(l2l_model, (ModelData.from_design(design, config), config), {}, params)
+    assert np.isclose(float(lp["centred"]), float(lp["noncentred"]) - b.size * np.log(sigma_run))
+    with pytest.raises(UserInputError, match="run_offsets"):
+        ModelConfig(run_offsets="partial")
 
 
 def test_cli_fit_bad_input_exits_2(tmp_path, capsys) -> None:

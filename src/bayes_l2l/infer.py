@@ -54,6 +54,18 @@ EFFECT_VARS = tuple(f"d_{p}" for p in dict.fromkeys(PARAMS + PAPER_PARAMS))
 SUMMARY_VARS = ("K", "kappa", "Ex", "Ey", *EFFECT_VARS, "sigma", "sigma_run", "nu")
 
 
+MASS_CHOICES = ("dense", "diag", "laplace")
+"""NUTS mass matrices: dense or diagonal adaptation (Stan's windows), or 'laplace' — NUTS in coordinates
+whitened by the Laplace covariance, then diagonal adaptation (:func:`_nuts_laplace`)."""
+
+
+def mass_options(mass: str) -> dict[str, Any]:
+    """The :func:`fit` keywords of a mass-matrix choice (``fit --mass``)."""
+    if mass not in MASS_CHOICES:
+        raise UserInputError(f"--mass {mass!r}: use {', '.join(MASS_CHOICES)}")
+    return {"dense_mass": mass == "dense", "precondition": "laplace" if mass == "laplace" else "none"}
+
+
 @dataclass
 class Posterior:
     """A fitted model: the ArviZ DataTree plus the design, config, diagnostics and identification."""
@@ -233,6 +245,7 @@ def _baseline_init(design: Design, config: ModelConfig) -> dict[str, np.ndarray]
     init["sigma_run"] = np.asarray(config.run_sd_scale * 0.5)
     if design.offset_runs:
         init["z_run"] = np.zeros(len(design.offset_runs))
+        init["run_offset"] = np.zeros(len(design.offset_runs))
     init["sigma"] = np.asarray(max(float(np.std(design.y)) * 0.05, 0.005))
     if config.nu is None:
         init["nu"] = np.asarray(10.0)
@@ -291,18 +304,38 @@ def fit(
     target_accept: float = 0.95,
     max_tree_depth: int = 10,
     dense_mass: bool = True,
+    precondition: str = "none",
     progress: bool = False,
 ) -> Posterior:
     """Fit the model to a design by NUTS (``method='nuts'``) or a Laplace approximation (``method='approx'``).
 
-    Same design, config and seed give identical numbers.
+    ``precondition='laplace'`` runs NUTS in Laplace-whitened coordinates with a diagonal mass matrix
+    (``dense_mass`` is then not used; see :func:`_nuts_laplace`). Same design, config and seed give identical
+    numbers.
     """
+    if precondition not in ("none", "laplace"):
+        raise UserInputError(f"unknown preconditioning '{precondition}'; use none or laplace")
     config = config or ModelConfig()
     _check_paper_mode(design, config)
     data = ModelData.from_design(design, config)
     coords, dims = _coords_dims(design)
     t0 = time.perf_counter()
-    if method == "nuts":
+    if method == "nuts" and precondition == "laplace":
+        dt = _nuts_laplace(
+            design,
+            data,
+            config,
+            chains=chains,
+            draws=draws,
+            warmup=warmup,
+            seed=seed,
+            target_accept=target_accept,
+            max_tree_depth=max_tree_depth,
+            progress=progress,
+            coords=coords,
+            dims=dims,
+        )
+    elif method == "nuts":
         init = _baseline_init(design, config)
         model = functools.partial(l2l_model, data, config)
         kernel = NUTS(
@@ -312,15 +345,7 @@ def fit(
             dense_mass=dense_mass,
             init_strategy=init_to_value(values=init),
         )
-        n_dev = jax.local_device_count()
-        mcmc = MCMC(
-            kernel,
-            num_warmup=warmup,
-            num_samples=draws,
-            num_chains=chains,
-            chain_method="parallel" if n_dev >= chains else "sequential",
-            progress_bar=progress,
-        )
+        mcmc = _mcmc(kernel, chains=chains, draws=draws, warmup=warmup, progress=progress)
         mcmc.run(jax.random.PRNGKey(seed), extra_fields=("diverging", "num_steps", "energy"))
         prior = Predictive(l2l_model, num_samples=2000)(
             jax.random.PRNGKey(seed + 1), _prior_data(data), config
@@ -345,7 +370,7 @@ def fit(
             "seed": seed,
             "target_accept": target_accept,
             "max_tree_depth": max_tree_depth,
-            "mass": "dense" if dense_mass else "diag",
+            "mass": "laplace" if precondition == "laplace" else "dense" if dense_mass else "diag",
             "compute_component": compute_enabled(design, config),
         },
         wall_time_s=wall,
@@ -355,26 +380,60 @@ def fit(
     return post
 
 
+def _mcmc(kernel: NUTS, *, chains: int, draws: int, warmup: int, progress: bool) -> MCMC:
+    """NumPyro's MCMC with chains in parallel on the virtual CPU devices (sequential if too few)."""
+    return MCMC(
+        kernel,
+        num_warmup=warmup,
+        num_samples=draws,
+        num_chains=chains,
+        chain_method="parallel" if jax.local_device_count() >= chains else "sequential",
+        progress_bar=progress,
+    )
+
+
 def _prior_data(data: ModelData) -> ModelData:
     from dataclasses import replace
 
     return replace(data, y=None)
 
 
-def _fit_approx(
-    design: Design,
-    data: ModelData,
-    config: ModelConfig,
-    *,
-    draws: int,
-    seed: int,
-    coords,
-    dims,  # noqa: ANN001
-):
-    """Laplace approximation: the posterior mode in the model's unconstrained space (scipy L-BFGS on the
-    jitted potential, started from the same least-squares initialisation as NUTS), a Gaussian with the
-    inverse Hessian there (eigenvalues floored at 1e-8), draws mapped back through the model's transforms.
-    Seconds instead of minutes; no sampler diagnostics; not calibrated (benchmarks/RESULTS.md, speed)."""
+LAPLACE_MAX_VAR = 4.0
+"""Cap on the Laplace variance in the unconstrained space (every prior there has sd <= 2)."""
+
+
+@dataclass
+class _Laplace:
+    """The posterior mode in the model's unconstrained space and the Hessian of the potential there."""
+
+    info: Any
+    unravel: Any
+    mode: np.ndarray
+    hessian: np.ndarray
+    converged: bool
+    iterations: int
+    min_eigenvalue: float
+
+    def scale(self, max_var: float = LAPLACE_MAX_VAR) -> np.ndarray:
+        """L with L L^T = the Laplace covariance (eigenvalues of the Hessian floored, variances capped)."""
+        eigval, eigvec = np.linalg.eigh((self.hessian + self.hessian.T) / 2)
+        var = 1.0 / np.clip(eigval, 1.0 / max_var, None)
+        return eigvec * np.sqrt(var)
+
+    def potential(self, flat):  # noqa: ANN001, ANN201
+        """Negative log density at a flat unconstrained vector (jax)."""
+        return self.info.potential_fn(self.unravel(flat))
+
+    def constrain(self, flat: np.ndarray) -> dict[str, np.ndarray]:
+        """Flat unconstrained draws (..., d) -> the model's latent sites on their own scales."""
+        lead = flat.shape[:-1]
+        one = jax.jit(jax.vmap(lambda u: self.info.postprocess_fn(self.unravel(u))))
+        out = one(jax.numpy.asarray(flat.reshape(-1, flat.shape[-1])))
+        return {k: np.asarray(v).reshape(*lead, *np.shape(v)[1:]) for k, v in out.items()}
+
+
+def _laplace(design: Design, data: ModelData, config: ModelConfig, seed: int) -> _Laplace:
+    """scipy L-BFGS on the jitted potential from the least-squares start, then the jax Hessian at the mode."""
     from jax.flatten_util import ravel_pytree
     from numpyro.infer.util import initialize_model
     from scipy.optimize import minimize
@@ -398,31 +457,141 @@ def _fit_approx(
 
     opt = minimize(fun, np.asarray(flat0, float), jac=True, method="L-BFGS-B", options={"maxiter": 5000})
     hess = np.asarray(jax.jit(jax.hessian(potential))(jax.numpy.asarray(opt.x)))
-    eigval, eigvec = np.linalg.eigh((hess + hess.T) / 2)
-    cov = (eigvec / np.clip(eigval, 1e-8, None)) @ eigvec.T
-    z = np.random.default_rng(seed).multivariate_normal(opt.x, cov, size=draws)
-    constrained = jax.jit(jax.vmap(lambda u: info.postprocess_fn(unravel(u))))(jax.numpy.asarray(z))
-    latent = {k: v for k, v in constrained.items() if k in info.param_info.z}
-    derived = Predictive(l2l_model, posterior_samples=latent)(jax.random.PRNGKey(seed + 3), data, config)
-    samples = {**constrained, **{k: v for k, v in derived.items() if k not in ("y", "x_obs")}}
-    post = {k: np.asarray(v)[None] for k, v in samples.items()}
-    ll = numpyro.infer.log_likelihood(l2l_model, latent, data, config)
+    return _Laplace(
+        info=info,
+        unravel=unravel,
+        mode=np.asarray(opt.x),
+        hessian=hess,
+        converged=bool(opt.success),
+        iterations=int(opt.nit),
+        min_eigenvalue=float(np.linalg.eigvalsh((hess + hess.T) / 2).min()),
+    )
+
+
+def _datatree(
+    latent: dict[str, np.ndarray],
+    data: ModelData,
+    config: ModelConfig,
+    *,
+    seed: int,
+    coords,  # noqa: ANN001
+    dims,  # noqa: ANN001
+    sample_stats: dict[str, np.ndarray],
+):
+    """The DataTree of draws of the latent sites (each of shape (chain, draw, ...)): deterministic sites,
+    pointwise log-likelihood, prior draws and observed data added as ``az.from_numpyro`` would."""
+    n_chain, n_draw = next(iter(latent.values())).shape[:2]
+    flat = {k: jax.numpy.asarray(v.reshape(n_chain * n_draw, *v.shape[2:])) for k, v in latent.items()}
+    derived = Predictive(l2l_model, posterior_samples=flat)(jax.random.PRNGKey(seed + 3), data, config)
+    samples = {**flat, **{k: v for k, v in derived.items() if k not in ("y", "x_obs") and k not in flat}}
+    ll = numpyro.infer.log_likelihood(l2l_model, flat, data, config)
+
+    def by_chain(v) -> np.ndarray:  # noqa: ANN001
+        v = np.asarray(v)
+        return v.reshape(n_chain, n_draw, *v.shape[1:])
+
     prior = Predictive(l2l_model, num_samples=2000)(jax.random.PRNGKey(seed + 1), _prior_data(data), config)
-    prior_d = {k: np.asarray(v)[None] for k, v in prior.items() if k not in ("y", "x_obs")}
-    dt = az.from_dict(
+    return az.from_dict(
         {
-            "posterior": post,
-            "prior": prior_d,
-            "log_likelihood": {k: np.asarray(v)[None] for k, v in ll.items()},
+            "posterior": {k: by_chain(v) for k, v in samples.items()},
+            "prior": {k: np.asarray(v)[None] for k, v in prior.items() if k not in ("y", "x_obs")},
+            "log_likelihood": {k: by_chain(v) for k, v in ll.items()},
             "observed_data": {"y": np.asarray(data.y)},
-            "sample_stats": {"lp": np.full((1, draws), -float(opt.fun))},
+            "sample_stats": sample_stats,
         },
         coords=coords,
         dims=dims,
     )
-    dt.attrs["laplace_converged"] = int(bool(opt.success))
-    dt.attrs["laplace_iterations"] = int(opt.nit)
-    dt.attrs["laplace_min_hessian_eigenvalue"] = float(eigval.min())
+
+
+def _fit_approx(
+    design: Design,
+    data: ModelData,
+    config: ModelConfig,
+    *,
+    draws: int,
+    seed: int,
+    coords,
+    dims,  # noqa: ANN001
+):
+    """Laplace approximation: the posterior mode in the model's unconstrained space (scipy L-BFGS on the
+    jitted potential, started from the same least-squares initialisation as NUTS), a Gaussian with the
+    inverse Hessian there (eigenvalues floored at 1e-8), draws mapped back through the model's transforms.
+    Seconds instead of minutes; no sampler diagnostics; not calibrated (benchmarks/RESULTS.md, speed)."""
+    lap = _laplace(design, data, config, seed)
+    eigval, eigvec = np.linalg.eigh((lap.hessian + lap.hessian.T) / 2)
+    cov = (eigvec / np.clip(eigval, 1e-8, None)) @ eigvec.T
+    z = np.random.default_rng(seed).multivariate_normal(lap.mode, cov, size=draws)
+    constrained = lap.constrain(z[None])
+    latent = {k: v for k, v in constrained.items() if k in lap.info.param_info.z}
+    lp = np.full((1, draws), -float(lap.potential(jax.numpy.asarray(lap.mode))))
+    dt = _datatree(latent, data, config, seed=seed, coords=coords, dims=dims, sample_stats={"lp": lp})
+    dt.attrs["laplace_converged"] = int(lap.converged)
+    dt.attrs["laplace_iterations"] = lap.iterations
+    dt.attrs["laplace_min_hessian_eigenvalue"] = lap.min_eigenvalue
+    return dt
+
+
+def _nuts_laplace(
+    design: Design,
+    data: ModelData,
+    config: ModelConfig,
+    *,
+    chains: int,
+    draws: int,
+    warmup: int,
+    seed: int,
+    target_accept: float,
+    max_tree_depth: int,
+    progress: bool,
+    coords,  # noqa: ANN001
+    dims,  # noqa: ANN001
+):
+    """NUTS on the Laplace-whitened coordinates eta, theta = mode + L eta (L L^T = Laplace covariance).
+
+    The map is affine, so the posterior is exactly the model's; only the sampler's coordinates change: the
+    scales of the parameters (which differ by 10^3 on large tables) are equal from the first warm-up step,
+    and NumPyro's diagonal adaptation corrects what the Gaussian misses. Chains start at independent
+    draws of the Laplace approximation (eta ~ N(0, I)). lp is the log density in eta (a constant apart).
+    """
+    lap = _laplace(design, data, config, seed)
+    scale = jax.numpy.asarray(lap.scale())
+    mode = jax.numpy.asarray(lap.mode)
+
+    def potential_eta(eta):  # noqa: ANN001, ANN202
+        return lap.potential(mode + scale @ eta)
+
+    kernel = NUTS(
+        potential_fn=potential_eta,
+        target_accept_prob=target_accept,
+        max_tree_depth=max_tree_depth,
+        dense_mass=False,
+    )
+    mcmc = _mcmc(kernel, chains=chains, draws=draws, warmup=warmup, progress=progress)
+    start = np.random.default_rng(seed).standard_normal((chains, lap.mode.size))
+    init = jax.numpy.asarray(start if chains > 1 else start[0])
+    mcmc.run(
+        jax.random.PRNGKey(seed),
+        init_params=init,
+        extra_fields=("diverging", "num_steps", "energy", "potential_energy"),
+    )
+    eta = np.asarray(mcmc.get_samples(group_by_chain=True))
+    theta = eta @ np.asarray(scale).T + lap.mode
+    constrained = lap.constrain(theta)
+    latent = {k: v for k, v in constrained.items() if k in lap.info.param_info.z}
+    extra = {k: np.asarray(v) for k, v in mcmc.get_extra_fields(group_by_chain=True).items()}
+    depth = np.log2(extra["num_steps"]).astype(int) + 1
+    stats = {
+        "lp": -extra["potential_energy"],
+        "diverging": extra["diverging"],
+        "energy": extra["energy"],
+        "n_steps": extra["num_steps"],
+        "tree_depth": depth,
+        "reached_max_tree_depth": depth >= max_tree_depth,
+    }
+    dt = _datatree(latent, data, config, seed=seed, coords=coords, dims=dims, sample_stats=stats)
+    dt.attrs["laplace_converged"] = int(lap.converged)
+    dt.attrs["laplace_iterations"] = lap.iterations
     return dt
 
 

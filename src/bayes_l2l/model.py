@@ -76,6 +76,15 @@ class ModelConfig:
     fixed_Ex: list[float] | None = None
     """Paper mode: Ex per condition fixed (from the two-stage fit) instead of sampled."""
     fixed_Ey: list[float] | None = None
+    run_offsets: str = "noncentred"
+    """'noncentred': b_r = sigma_run * z_r, z_r ~ Normal(0, 1); 'centred': b_r ~ Normal(0, sigma_run) (less
+    warm-up on tables with many checkpoints per run, but divergences: benchmarks/RESULTS.md)."""
+
+    def __post_init__(self) -> None:
+        if self.run_offsets not in ("centred", "noncentred"):
+            from bayes_l2l.errors import UserInputError
+
+            raise UserInputError(f"run_offsets {self.run_offsets!r}: use centred or noncentred")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -212,7 +221,12 @@ def l2l_model(data: ModelData, config: ModelConfig) -> None:
             numpyro.factor("user_prior_Ey", dist.Normal(*config.prior_Ey).log_prob(ey[data.base_cond]))
 
     sigma_run = numpyro.sample("sigma_run", dist.HalfNormal(config.run_sd_scale))
-    if data.n_runs > 0:
+    if data.n_runs > 0 and config.run_offsets == "centred":
+        run_offset = numpyro.sample(
+            "run_offset", dist.Normal(0.0, sigma_run).expand([data.n_runs]).to_event(1)
+        )
+        run_offset = jnp.concatenate([run_offset, jnp.zeros(1)])
+    elif data.n_runs > 0:
         z_run = numpyro.sample("z_run", dist.Normal(0.0, 1.0).expand([data.n_runs]).to_event(1))
         run_offset = numpyro.deterministic("run_offset", sigma_run * z_run)
         run_offset = jnp.concatenate([run_offset, jnp.zeros(1)])  # last slot: runs with one checkpoint

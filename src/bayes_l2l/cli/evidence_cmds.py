@@ -67,7 +67,7 @@ def reusable_posterior(folder: Path, design: Any, method: str, settings: dict[st
 
 def fit_like(post: Any, design: Any, *, progress: bool = False) -> Any:
     """Fit ``design`` with the model configuration and sampler settings of ``post``."""
-    from bayes_l2l.infer import fit, paper_mode_config
+    from bayes_l2l.infer import fit, mass_options, paper_mode_config
 
     config = post.config
     if config.paper_mode:
@@ -84,6 +84,7 @@ def fit_like(post: Any, design: Any, *, progress: bool = False) -> Any:
         target_accept=float(s.get("target_accept", 0.9)),
         max_tree_depth=int(s.get("max_tree_depth", 10)),
         progress=progress,
+        **mass_options(s.get("mass", "dense")),
     )
 
 

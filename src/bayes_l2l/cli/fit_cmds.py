@@ -55,7 +55,7 @@ def fit_from_options(
 ) -> Any:
     """Read the table, build the design and fit; shared by `fit` and the commands that fit first."""
     from bayes_l2l.design import Question, build_design
-    from bayes_l2l.infer import fit, paper_mode_config
+    from bayes_l2l.infer import fit, mass_options, paper_mode_config
     from bayes_l2l.model import ModelConfig
     from bayes_l2l.table import LossTable
 
@@ -65,8 +65,7 @@ def fit_from_options(
         raise UserInputError(f"--effect-prior {effect_prior!r}: use normal or hierarchical")
     if not 0.5 <= target_accept < 1:
         raise UserInputError(f"--target-accept {target_accept}: use a value in [0.5, 1), e.g. 0.95 or 0.99")
-    if mass not in ("dense", "diag"):
-        raise UserInputError(f"--mass {mass!r}: use dense or diag")
+    sampler = mass_options(mass)
     if compute not in ("auto", "on", "off"):
         raise UserInputError(f"--compute {compute!r}: use auto, on or off")
     if not 0 <= early_fraction < 1 or not 0 < early_weight <= 1:
@@ -105,13 +104,13 @@ def fit_from_options(
             design,
             config,
             target_accept=target_accept,
-            dense_mass=mass == "dense",
             method=method,
             chains=chains,
             draws=draws,
             warmup=warmup,
             seed=seed,
             progress=progress,
+            **sampler,
         )
 
 
@@ -229,8 +228,9 @@ def fit_command(
     mass: Annotated[
         str,
         typer.Option(
-            help="NUTS mass matrix: dense (default; needed on small tables) or diag (on tables of thousands "
-            "of checkpoints: longer wall time, more ESS per second; benchmarks/RESULTS.md)."
+            help="NUTS mass matrix: dense (default; needed on small tables), diag (Stan-style diagonal "
+            "adaptation), or laplace (NUTS in coordinates whitened by the Laplace covariance, then diagonal "
+            "adaptation: faster on tables of thousands of checkpoints; benchmarks/RESULTS.md)."
         ),
     ] = "dense",
     overwrite: Annotated[bool, typer.Option(help="Replace an existing posterior folder.")] = False,
