@@ -404,25 +404,23 @@ LAPLACE_MAX_VAR = 4.0
 
 @dataclass
 class _Laplace:
-    """The posterior mode in the model's unconstrained space and the Hessian of the potential there."""
+    """The posterior mode in the model's unconstrained space and the eigendecomposition of the Hessian of
+    the potential there."""
 
     info: Any
     unravel: Any
+    potential: Any
+    """Negative log density at a flat unconstrained vector (jax)."""
     mode: np.ndarray
-    hessian: np.ndarray
+    eigval: np.ndarray
+    eigvec: np.ndarray
     converged: bool
     iterations: int
-    min_eigenvalue: float
 
     def scale(self, max_var: float = LAPLACE_MAX_VAR) -> np.ndarray:
         """L with L L^T = the Laplace covariance (eigenvalues of the Hessian floored, variances capped)."""
-        eigval, eigvec = np.linalg.eigh((self.hessian + self.hessian.T) / 2)
-        var = 1.0 / np.clip(eigval, 1.0 / max_var, None)
-        return eigvec * np.sqrt(var)
-
-    def potential(self, flat):  # noqa: ANN001, ANN201
-        """Negative log density at a flat unconstrained vector (jax)."""
-        return self.info.potential_fn(self.unravel(flat))
+        var = 1.0 / np.clip(self.eigval, 1.0 / max_var, None)
+        return self.eigvec * np.sqrt(var)
 
     def constrain(self, flat: np.ndarray) -> dict[str, np.ndarray]:
         """Flat unconstrained draws (..., d) -> the model's latent sites on their own scales."""
@@ -457,14 +455,16 @@ def _laplace(design: Design, data: ModelData, config: ModelConfig, seed: int) ->
 
     opt = minimize(fun, np.asarray(flat0, float), jac=True, method="L-BFGS-B", options={"maxiter": 5000})
     hess = np.asarray(jax.jit(jax.hessian(potential))(jax.numpy.asarray(opt.x)))
+    eigval, eigvec = np.linalg.eigh((hess + hess.T) / 2)
     return _Laplace(
         info=info,
         unravel=unravel,
+        potential=potential,
         mode=np.asarray(opt.x),
-        hessian=hess,
+        eigval=eigval,
+        eigvec=eigvec,
         converged=bool(opt.success),
         iterations=int(opt.nit),
-        min_eigenvalue=float(np.linalg.eigvalsh((hess + hess.T) / 2).min()),
     )
 
 
@@ -519,8 +519,7 @@ def _fit_approx(
     inverse Hessian there (eigenvalues floored at 1e-8), draws mapped back through the model's transforms.
     Seconds instead of minutes; no sampler diagnostics; not calibrated (benchmarks/RESULTS.md, speed)."""
     lap = _laplace(design, data, config, seed)
-    eigval, eigvec = np.linalg.eigh((lap.hessian + lap.hessian.T) / 2)
-    cov = (eigvec / np.clip(eigval, 1e-8, None)) @ eigvec.T
+    cov = (lap.eigvec / np.clip(lap.eigval, 1e-8, None)) @ lap.eigvec.T
     z = np.random.default_rng(seed).multivariate_normal(lap.mode, cov, size=draws)
     constrained = lap.constrain(z[None])
     latent = {k: v for k, v in constrained.items() if k in lap.info.param_info.z}
@@ -528,7 +527,7 @@ def _fit_approx(
     dt = _datatree(latent, data, config, seed=seed, coords=coords, dims=dims, sample_stats={"lp": lp})
     dt.attrs["laplace_converged"] = int(lap.converged)
     dt.attrs["laplace_iterations"] = lap.iterations
-    dt.attrs["laplace_min_hessian_eigenvalue"] = lap.min_eigenvalue
+    dt.attrs["laplace_min_hessian_eigenvalue"] = float(lap.eigval.min())
     return dt
 
 
