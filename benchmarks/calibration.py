@@ -10,7 +10,7 @@ recipe (one-at-a-time design, as in the paper's ablations):
 
 Every condition has ``--runs`` seeds at each of 2 model sizes, ``--checkpoints`` checkpoints per run, run-level
 offsets (sd 0.02 nats), checkpoint noise (sd 0.02) and an early-checkpoint deviation, as the simulator's
-defaults. The library fits it with its defaults (NUTS, dense mass, target accept 0.95) and compares each
+defaults. The library fits it with its defaults (NUTS, --mass laplace, target accept 0.95) and compares each
 factor (bayes_l2l.evidence.compare_factor, ROPE 0.02 nats).
 
 Measured per seed: each contrast's decision, whether the 90% HDIs of the mean gap and of the parameter
@@ -37,7 +37,7 @@ import numpy as np
 
 from bayes_l2l.design import Question, build_design
 from bayes_l2l.evidence import DEFAULT_ROPE, compare_factor, gap_draws, param_delta_draws
-from bayes_l2l.infer import MASS_CHOICES, fit, mass_options
+from bayes_l2l.infer import DEFAULT_MASS, LEGACY_MASS, MASS_CHOICES, fit
 from bayes_l2l.model import ModelConfig
 from bayes_l2l.simulate import SimulationSpec, simulate_table
 
@@ -280,7 +280,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--target-accept", type=float, default=0.95, help="NUTS target acceptance (library default)"
     )
-    ap.add_argument("--mass", choices=MASS_CHOICES, default="dense", help="NUTS mass matrix (fit --mass)")
+    ap.add_argument(
+        "--mass",
+        choices=MASS_CHOICES,
+        default=DEFAULT_MASS,
+        help="NUTS mass matrix (fit --mass; library default)",
+    )
     ap.add_argument(
         "--run-offsets",
         choices=["centred", "noncentred"],
@@ -307,7 +312,7 @@ def main(argv: list[str] | None = None) -> int:
     if earlier is not None:
         earlier.setdefault("target_accept", 0.95)  # folders written before the options existed
         earlier.setdefault("run_offsets", "noncentred")
-        earlier.setdefault("mass", "dense")
+        earlier.setdefault("mass", LEGACY_MASS)
     if earlier is not None and earlier != json.loads(json.dumps(settings)):
         print(f"error: {out} holds seeds run with other settings; choose another --out", file=sys.stderr)
         return 2
@@ -318,7 +323,7 @@ def main(argv: list[str] | None = None) -> int:
         "warmup": args.warmup,
         "target_accept": args.target_accept,
         "config": ModelConfig(run_offsets=args.run_offsets),
-        **mass_options(args.mass),
+        "mass": args.mass,
     }
     records = []
     t0 = time.perf_counter()

@@ -98,10 +98,10 @@ def max_rhat(dt: Any) -> float:
 
 
 # ----------------------------------------------------------------------------------------- bayes-l2l
-def run_numpyro(design: Design, seed: int = 0, mass: str = "dense") -> dict[str, Any]:
+def run_numpyro(design: Design, seed: int = 0, mass: str = infer.DEFAULT_MASS) -> dict[str, Any]:
     """infer.fit with the library defaults and the mass matrix of ``fit --mass``."""
     t0 = time.perf_counter()
-    post = infer.fit(design, seed=seed, **infer.mass_options(mass))
+    post = infer.fit(design, seed=seed, mass=mass)
     wall = time.perf_counter() - t0
     ess = min_bulk_ess(post.dt)
     dg = post.diagnostics
@@ -252,7 +252,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--skip-growth", action="store_true")
     ap.add_argument("--skip-approx", action="store_true")
     ap.add_argument(
-        "--mass", choices=infer.MASS_CHOICES, default="dense", help="NUTS mass matrix (fit --mass)"
+        "--mass",
+        choices=infer.MASS_CHOICES,
+        default=infer.DEFAULT_MASS,
+        help="NUTS mass matrix (fit --mass; library default)",
     )
     args = ap.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)

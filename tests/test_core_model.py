@@ -12,7 +12,7 @@ from bayes_l2l.cli import main
 from bayes_l2l.design import Question, build_design
 from bayes_l2l.errors import UserInputError
 from bayes_l2l.evidence import compare_factor
-from bayes_l2l.infer import Posterior, fit, load, mass_options, paper_mode_config, summary_table
+from bayes_l2l.infer import Posterior, fit, load, paper_mode_config, summary_table
 from bayes_l2l.simulate import SimulationSpec, simulate_table
 
 SMALL = SimulationSpec(
@@ -169,6 +169,7 @@ def test_cli_fit_writes_posterior_and_json(small_table, tmp_path, capsys) -> Non
     assert (out / "fit.json").exists() and report["n_points"] == len(table.df) // 2
     assert {"diagnostics", "parameters", "prior_check", "dropped"} <= set(report)
     assert report["prior_check"]["observed_in_prior_90"] > 0.5
+    assert report["settings"]["mass"] == "laplace"  # the default sampler, recorded
     assert main(args) == 2  # refuses to overwrite the posterior
     assert "holds a posterior already" in capsys.readouterr().err
 
@@ -189,7 +190,7 @@ def test_cli_fit_diagonal_mass_is_used_and_recorded(small_table, tmp_path, capsy
     args = ["fit", str(path), "--x", "val/c4", "--y", "test/hellaswag", "--factor", "pretraining_data"]
     args += ["--chains", "2", "--draws", "100", "--warmup", "100", "--json"]
     assert main([*args, "--mass", "full", "-o", str(tmp_path / "bad")]) == 2
-    assert "--mass 'full': use dense, diag, laplace" in capsys.readouterr().err
+    assert "--mass 'full': use laplace, dense, diag" in capsys.readouterr().err
     assert main([*args, "--mass", "diag", "-o", str(tmp_path / "post")]) in (0, 3)
     report = json.loads(capsys.readouterr().out)
     assert report["settings"]["mass"] == "diag"
@@ -202,8 +203,8 @@ def test_laplace_whitened_nuts_samples_the_same_posterior(small_table, tmp_path)
     table, _ = small_table
     design = build_design(table, Question(x="val/c4", y="test/hellaswag", factors=["pretraining_data"]))
     kw = {"chains": 2, "draws": 400, "warmup": 400, "seed": 1}
-    dense = fit(design, **kw)
-    white = fit(design, **kw, **mass_options("laplace"))
+    dense = fit(design, **kw, mass="dense")
+    white = fit(design, **kw)  # the default mass
     assert white.settings["mass"] == "laplace" and white.method == "nuts"
     dg = white.diagnostics
     assert dg["max_rhat"] is not None and isinstance(dg["divergences"], int) and dg["min_bfmi"] is not None
@@ -305,6 +306,12 @@ def test_compute_component_and_user_priors() -> None:
     assert post.settings["compute_component"] is True
     assert {"cl_alpha", "cl_beta", "cl_sigma_x"} <= set(post.dt["posterior"].data_vars)
     assert "x_obs" in post.dt["log_likelihood"]
+    dense = fit(design, ModelConfig(prior_Ex=(1.8, 0.2)), seed=0, chains=2, draws=30, warmup=30, mass="dense")
+    for group in ("posterior", "prior"):
+        # the Laplace-whitened path assembles its DataTree itself: the same record as az.from_numpyro
+        assert set(post.dt[group].data_vars) == set(dense.dt[group].data_vars), group
+    for group in ("prior_predictive", "log_likelihood", "observed_data"):
+        assert {"y", "x_obs"} <= set(post.dt[group].data_vars), group
     off = fit(design, ModelConfig(use_compute=False), seed=0, chains=2, draws=30, warmup=30)
     assert off.settings["compute_component"] is False and "cl_alpha" not in off.dt["posterior"]
 

@@ -92,10 +92,28 @@ def demo_spec(quick: bool = False) -> SimulationSpec:
 
 def demo_settings(quick: bool = False) -> dict[str, Any]:
     """NUTS settings of the demo (quick: a smoke run whose diagnostics may well fail)."""
+    from bayes_l2l.infer import DEFAULT_MASS
+
     if quick:
-        return {"method": "nuts", "chains": 2, "draws": 150, "warmup": 150, "seed": 0, "target_accept": 0.95}
+        return {
+            "method": "nuts",
+            "chains": 2,
+            "draws": 150,
+            "warmup": 150,
+            "seed": 0,
+            "target_accept": 0.95,
+            "mass": DEFAULT_MASS,
+        }
     # target_accept 0.99: at the default 0.95 the full demo's fits had 9-43 divergent transitions, none at 0.99
-    return {"method": "nuts", "chains": 4, "draws": 1000, "warmup": 1000, "seed": 0, "target_accept": 0.99}
+    return {
+        "method": "nuts",
+        "chains": 4,
+        "draws": 1000,
+        "warmup": 1000,
+        "seed": 0,
+        "target_accept": 0.99,
+        "mass": DEFAULT_MASS,
+    }
 
 
 def _default_axes(table: LossTable, source: Path) -> tuple[str, str]:
@@ -238,6 +256,7 @@ def run_demo(
                 warmup=settings["warmup"],
                 seed=settings["seed"],
                 target_accept=settings["target_accept"],
+                mass=settings["mass"],
                 progress=sys.stderr.isatty(),
             )
         if folder.exists():

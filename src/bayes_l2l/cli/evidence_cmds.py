@@ -67,7 +67,7 @@ def reusable_posterior(folder: Path, design: Any, method: str, settings: dict[st
 
 def fit_like(post: Any, design: Any, *, progress: bool = False) -> Any:
     """Fit ``design`` with the model configuration and sampler settings of ``post``."""
-    from bayes_l2l.infer import fit, mass_options, paper_mode_config
+    from bayes_l2l.infer import LEGACY_MASS, fit, paper_mode_config
 
     config = post.config
     if config.paper_mode:
@@ -84,7 +84,7 @@ def fit_like(post: Any, design: Any, *, progress: bool = False) -> Any:
         target_accept=float(s.get("target_accept", 0.9)),
         max_tree_depth=int(s.get("max_tree_depth", 10)),
         progress=progress,
-        **mass_options(s.get("mass", "dense")),
+        mass=s.get("mass", LEGACY_MASS),
     )
 
 
@@ -351,7 +351,7 @@ def fit_table_for_compare(
     """Fit a table for `compare TABLE`, reusing ``output`` when it holds the same fit; refuses to replace
     another posterior there unless ``overwrite``."""
     from bayes_l2l.design import Question, build_design
-    from bayes_l2l.infer import fit
+    from bayes_l2l.infer import DEFAULT_MASS, fit
     from bayes_l2l.table import LossTable
 
     if not x or not y:
@@ -375,7 +375,13 @@ def fit_table_for_compare(
     if stray:
         raise UserInputError(f"--base names {', '.join(stray)}, which is not a --factor of this comparison")
     design = build_design(LossTable.read(table_path), question)
-    settings = {"chains": chains if method == "nuts" else 1, "draws": draws, "warmup": warmup, "seed": seed}
+    settings = {
+        "chains": chains if method == "nuts" else 1,
+        "draws": draws,
+        "warmup": warmup,
+        "seed": seed,
+        "mass": DEFAULT_MASS,
+    }
     hit = reusable_posterior(output, design, method, settings)
     if hit is not None:
         note(f"reusing the posterior in {escape(str(output))} (same question, data and settings)")

@@ -50,12 +50,12 @@ def fit_from_options(
     prior_ey: str | None = None,
     effect_prior: str = "normal",
     target_accept: float = 0.95,
-    mass: str = "dense",
+    mass: str = "laplace",
     progress: bool = False,
 ) -> Any:
     """Read the table, build the design and fit; shared by `fit` and the commands that fit first."""
     from bayes_l2l.design import Question, build_design
-    from bayes_l2l.infer import fit, mass_options, paper_mode_config
+    from bayes_l2l.infer import check_mass, fit, paper_mode_config
     from bayes_l2l.model import ModelConfig
     from bayes_l2l.table import LossTable
 
@@ -65,7 +65,7 @@ def fit_from_options(
         raise UserInputError(f"--effect-prior {effect_prior!r}: use normal or hierarchical")
     if not 0.5 <= target_accept < 1:
         raise UserInputError(f"--target-accept {target_accept}: use a value in [0.5, 1), e.g. 0.95 or 0.99")
-    sampler = mass_options(mass)
+    check_mass(mass)
     if compute not in ("auto", "on", "off"):
         raise UserInputError(f"--compute {compute!r}: use auto, on or off")
     if not 0 <= early_fraction < 1 or not 0 < early_weight <= 1:
@@ -110,7 +110,7 @@ def fit_from_options(
             warmup=warmup,
             seed=seed,
             progress=progress,
-            **sampler,
+            mass=mass,
         )
 
 
@@ -228,12 +228,12 @@ def fit_command(
     mass: Annotated[
         str,
         typer.Option(
-            help="NUTS mass matrix: dense (default; needed on small tables), diag (Stan-style diagonal "
-            "adaptation), or laplace (NUTS in coordinates whitened by the Laplace covariance, then diagonal "
-            "adaptation: passes the convergence checks far more often on paper-shaped tables; "
-            "benchmarks/RESULTS.md)."
+            help="NUTS mass matrix: laplace (default: NUTS in coordinates whitened by the Laplace "
+            "covariance, then diagonal adaptation; passes the convergence checks far more often on "
+            "paper-shaped tables, benchmarks/RESULTS.md), dense or diag (NumPyro's dense or diagonal "
+            "adaptation in the model's own coordinates)."
         ),
-    ] = "dense",
+    ] = "laplace",
     overwrite: Annotated[bool, typer.Option(help="Replace an existing posterior folder.")] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> int:
