@@ -39,9 +39,15 @@ LADDER: tuple[dict[str, Any], ...] = (
     {"effect_prior": "normal", "target_accept": 0.95},
     {"effect_prior": "normal", "target_accept": 0.99},
     {"effect_prior": "hierarchical", "target_accept": 0.99},
+    {"effect_prior": "normal", "target_accept": 0.95, "mass": "dense"},
 )
 """Sampler settings tried in order until the diagnostics pass (the library default first; then the
-settings docs/priors.md and benchmarks/RESULTS.md name for divergences). ``--quick`` tries only the first."""
+settings docs/priors.md and benchmarks/RESULTS.md name for divergences; last, NumPyro's dense mass adaptation
+instead of the default Laplace-whitened coordinates, which on single-run conditions can mix worse:
+benchmarks/RESULTS.md). ``--quick`` tries only the first."""
+LONGER = 2
+"""An attempt that fails on R-hat / ESS alone (no divergences, BFMI fine) is repeated once with this many
+times the warm-up and draws before moving on: short chains are cured by longer ones, not by a new prior."""
 
 
 @dataclass
@@ -109,18 +115,22 @@ def main_guard(run: Callable[[], int]) -> int:
 def fit_with_ladder(
     design: Any, comp: Comparison, quick: bool
 ) -> tuple[infer.Posterior, list[dict[str, Any]]]:
-    """Fit ``design`` with each rung of :data:`LADDER` until the diagnostics pass; return the last
-    posterior and one record per attempt (settings + diagnostics)."""
-    settings = QUICK if quick else FULL
+    """Fit ``design`` with each rung of :data:`LADDER` until the diagnostics pass (the first attempt that
+    fails on R-hat / ESS alone is repeated with :data:`LONGER` x the warm-up and draws before the next rung);
+    return the last posterior and one record per attempt (settings + diagnostics)."""
     attempts: list[dict[str, Any]] = []
     post = None
-    for rung in LADDER[:1] if quick else LADDER:
+    queue = [(rung, QUICK if quick else FULL) for rung in (LADDER[:1] if quick else LADDER)]
+    longer_tried = quick
+    while queue:
+        rung, settings = queue.pop(0)
+        rung = {"mass": infer.DEFAULT_MASS, **rung}
         config = replace(ModelConfig(effect_prior=rung["effect_prior"]), **comp.config)
         log(
             f"  {comp.key}: NUTS {settings['chains']}x{settings['draws']} (+{settings['warmup']} warm-up), "
-            f"effect prior {rung['effect_prior']}, target accept {rung['target_accept']}"
+            f"effect prior {rung['effect_prior']}, target accept {rung['target_accept']}, mass {rung['mass']}"
         )
-        post = infer.fit(design, config, seed=SEED, target_accept=rung["target_accept"], **settings)
+        post = infer.fit(design, config, seed=SEED, **rung_sampler(rung), **settings)
         dg = post.diagnostics
         attempts.append(
             {
@@ -136,8 +146,25 @@ def fit_with_ladder(
         )
         if dg["ok"]:
             break
+        if not longer_tried and not dg["divergences"] and (dg["min_bfmi"] or 0) >= 0.3:
+            longer = {**settings, "draws": settings["draws"] * LONGER, "warmup": settings["warmup"] * LONGER}
+            queue.insert(0, (rung, longer))
+            longer_tried = True
     assert post is not None
     return post, attempts
+
+
+def rung_sampler(rung: dict[str, Any]) -> dict[str, Any]:
+    """The infer.fit keywords of a ladder rung (target accept, mass)."""
+    return {"target_accept": rung["target_accept"], "mass": rung.get("mass", infer.DEFAULT_MASS)}
+
+
+def rung_label(rung: dict[str, Any]) -> str:
+    """'normal/0.95', with '/dense' when the rung changes the mass matrix from the default."""
+    mass = rung.get("mass", infer.DEFAULT_MASS)
+    return f"{rung['effect_prior']}/{rung['target_accept']}" + (
+        "" if mass == infer.DEFAULT_MASS else f"/{mass}"
+    )
 
 
 DIAG_KEYS = (
@@ -344,6 +371,7 @@ def comparison_markdown(rec: dict[str, Any]) -> str:
                 "#",
                 "effect prior",
                 "target accept",
+                "mass",
                 "chains x draws",
                 "max R-hat",
                 "min bulk / tail ESS",
@@ -357,6 +385,7 @@ def comparison_markdown(rec: dict[str, Any]) -> str:
                     i + 1,
                     a["effect_prior"],
                     a["target_accept"],
+                    a.get("mass", "dense"),
                     f"{a['chains']} x {a['draws']}",
                     f"{f3(a['max_rhat'])} ({a['worst_rhat']})",
                     f"{f3(a['min_ess_bulk'], '.0f')} / {f3(a['min_ess_tail'], '.0f')}",
@@ -474,7 +503,7 @@ def attempts_line(rec: dict[str, Any]) -> str:
     status = "ok" if a["ok"] else "FAILED"
     return (
         f"R-hat {f3(a['max_rhat'])}, bulk ESS {f3(a['min_ess_bulk'], '.0f')}, {a['divergences']} div., "
-        f"{status} (attempt {len(rec['attempts'])}, {a['effect_prior']}/{a['target_accept']})"
+        f"{status} (attempt {len(rec['attempts'])}, {rung_label(a)})"
     )
 
 
@@ -512,10 +541,11 @@ def header_lines(title: str, args: argparse.Namespace, table: LossTable, started
         f"{settings['draws']} draws ({settings['warmup']} warm-up), seed {SEED}, mass {infer.DEFAULT_MASS} (fit --mass)"
         + (" — **--quick smoke run: too few draws for trustworthy diagnostics**" if args.quick else "")
         + ". Sampler ladder (stop at the first that passes R-hat <= 1.01, ESS, 0 divergences, BFMI): "
+        + (" -> ".join(rung_label(r) for r in (LADDER[:1] if args.quick else LADDER)))
         + (
-            " -> ".join(
-                f"{r['effect_prior']}/{r['target_accept']}" for r in (LADDER[:1] if args.quick else LADDER)
-            )
+            ""
+            if args.quick
+            else f"; an attempt failing on R-hat or ESS alone is first repeated with {LONGER}x the warm-up and draws"
         )
         + f". Decision rule (bayes_l2l.evidence): shift if P(|mean gap| > {ROPE:g}) >= 0.95, no practical "
         f"shift if P(max |gap| < {ROPE:g}) >= 0.95, else undecided.",

@@ -116,3 +116,39 @@ def test_headline_table_lists_contrasts_and_unfitted_comparisons() -> None:
     assert "C4 vs FineWeb-Edu | -0.500 [-0.600, -0.400] | 0.550 [0.450, 0.650] | 1.00 | shift" in lines[2]
     assert "R-hat 1.004, bulk ESS 900, 0 div., ok (attempt 1, normal/0.95)" in lines[2]
     assert "not fitted: one condition only" in lines[3] and lines[4].startswith("| (d) check")
+
+
+def test_sampler_ladder_runs_longer_on_ess_alone_then_moves_on(monkeypatch) -> None:
+    """The ladder's order without fitting: R-hat/ESS-only failure -> the same rung with 2x draws (once);
+    divergences -> the next rung; the last rung switches to the dense mass matrix."""
+    from types import SimpleNamespace
+
+    import common
+
+    calls = []
+    outcomes = iter(
+        [
+            {"ok": False, "divergences": 0, "min_bfmi": 0.7, "problems": ["bulk ESS 395 < 400"]},
+            {"ok": False, "divergences": 3, "min_bfmi": 0.7, "problems": ["3 divergent transitions"]},
+            {"ok": False, "divergences": 0, "min_bfmi": 0.7, "problems": ["R-hat 1.02 > 1.01"]},
+            {"ok": False, "divergences": 1, "min_bfmi": 0.7, "problems": ["1 divergent transitions"]},
+            {"ok": True, "divergences": 0, "min_bfmi": 0.7, "problems": []},
+        ]
+    )
+
+    def fake_fit(design, config, **kw):  # noqa: ANN001, ANN003, ANN202
+        calls.append({"effect_prior": config.effect_prior, **kw})
+        return SimpleNamespace(diagnostics=next(outcomes), settings={}, wall_time_s=1.0)
+
+    monkeypatch.setattr(common.infer, "fit", fake_fit)
+    comp = common.Comparison(key="k", title="t", factor="f", question=None)
+    post, attempts = common.fit_with_ladder(None, comp, quick=False)
+    assert post.diagnostics["ok"] and len(attempts) == 5
+    assert [(c["effect_prior"], c["target_accept"], c["mass"], c["draws"]) for c in calls] == [
+        ("normal", 0.95, "laplace", 1000),
+        ("normal", 0.95, "laplace", 2000),
+        ("normal", 0.99, "laplace", 1000),
+        ("hierarchical", 0.99, "laplace", 1000),
+        ("normal", 0.95, "dense", 1000),
+    ]
+    assert common.rung_label(attempts[-1]) == "normal/0.95/dense"

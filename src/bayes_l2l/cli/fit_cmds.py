@@ -282,6 +282,9 @@ def fit_command(
             )
         elif post.diagnostics.get("max_rhat") and post.diagnostics["max_rhat"] > 1.01:
             hint = "; try more --warmup and --draws"
+        if post.method == "nuts" and post.settings.get("mass") == "laplace":
+            # measured: on single-run conditions the whitened sampler can mix worse than dense adaptation
+            hint += ("; or" if hint else "; try") + " --mass dense (it passes some tables laplace does not)"
         raise DiagnosticsError(
             "; ".join(post.diagnostics["problems"]) + f" (posterior kept in {output}){hint}"
         )
