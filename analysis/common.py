@@ -130,7 +130,9 @@ def fit_with_ladder(
             f"  {comp.key}: NUTS {settings['chains']}x{settings['draws']} (+{settings['warmup']} warm-up), "
             f"effect prior {rung['effect_prior']}, target accept {rung['target_accept']}, mass {rung['mass']}"
         )
-        post = infer.fit(design, config, seed=SEED, **rung_sampler(rung), **settings)
+        post = infer.fit(
+            design, config, seed=SEED, target_accept=rung["target_accept"], mass=rung["mass"], **settings
+        )
         dg = post.diagnostics
         attempts.append(
             {
@@ -152,11 +154,6 @@ def fit_with_ladder(
             longer_tried = True
     assert post is not None
     return post, attempts
-
-
-def rung_sampler(rung: dict[str, Any]) -> dict[str, Any]:
-    """The infer.fit keywords of a ladder rung (target accept, mass)."""
-    return {"target_accept": rung["target_accept"], "mass": rung.get("mass", infer.DEFAULT_MASS)}
 
 
 def rung_label(rung: dict[str, Any]) -> str:
@@ -385,7 +382,7 @@ def comparison_markdown(rec: dict[str, Any]) -> str:
                     i + 1,
                     a["effect_prior"],
                     a["target_accept"],
-                    a.get("mass", "dense"),
+                    a.get("mass", infer.LEGACY_MASS),  # records written before the mass was recorded
                     f"{a['chains']} x {a['draws']}",
                     f"{f3(a['max_rhat'])} ({a['worst_rhat']})",
                     f"{f3(a['min_ess_bulk'], '.0f')} / {f3(a['min_ess_tail'], '.0f')}",

@@ -422,6 +422,7 @@ class _Laplace:
     eigvec: np.ndarray
     converged: bool
     iterations: int
+    potential_at_mode: float
 
     def scale(self, max_var: float = LAPLACE_MAX_VAR) -> np.ndarray:
         """L with L L^T = the Laplace covariance (eigenvalues of the Hessian floored, variances capped)."""
@@ -471,6 +472,7 @@ def _laplace(design: Design, data: ModelData, config: ModelConfig, seed: int) ->
         eigvec=eigvec,
         converged=bool(opt.success),
         iterations=int(opt.nit),
+        potential_at_mode=float(opt.fun),
     )
 
 
@@ -535,7 +537,7 @@ def _fit_approx(
     z = np.random.default_rng(seed).multivariate_normal(lap.mode, cov, size=draws)
     constrained = lap.constrain(z[None])
     latent = {k: v for k, v in constrained.items() if k in lap.info.param_info.z}
-    lp = np.full((1, draws), -float(lap.potential(jax.numpy.asarray(lap.mode))))
+    lp = np.full((1, draws), -lap.potential_at_mode)
     dt = _datatree(latent, data, config, seed=seed, coords=coords, dims=dims, sample_stats={"lp": lp})
     dt.attrs["laplace_converged"] = int(lap.converged)
     dt.attrs["laplace_iterations"] = lap.iterations
