@@ -37,6 +37,7 @@ import numpyro  # noqa: E402
 import pandas as pd  # noqa: E402
 import xarray as xr  # noqa: E402
 from numpyro.infer import MCMC, NUTS, Predictive, init_to_value  # noqa: E402
+from numpyro.infer.util import transform_fn  # noqa: E402
 
 from bayes_l2l.design import Design  # noqa: E402
 from bayes_l2l.errors import UserInputError  # noqa: E402
@@ -351,10 +352,9 @@ def fit(
         )
         mcmc = _mcmc(kernel, chains=chains, draws=draws, warmup=warmup, progress=progress)
         mcmc.run(jax.random.PRNGKey(seed), extra_fields=("diverging", "num_steps", "energy"))
-        prior = Predictive(l2l_model, num_samples=2000)(
-            jax.random.PRNGKey(seed + 1), _prior_data(data), config
+        dt = az.from_numpyro(
+            mcmc, prior=_prior_draws(data, config, seed + 1), log_likelihood=True, coords=coords, dims=dims
         )
-        dt = az.from_numpyro(mcmc, prior=prior, log_likelihood=True, coords=coords, dims=dims)
     elif method == "approx":
         dt = _fit_approx(
             design, data, config, draws=max(draws, 1000) * 2, seed=seed, coords=coords, dims=dims
@@ -408,12 +408,46 @@ LAPLACE_MAX_VAR = 4.0
 """Cap on the Laplace variance in the unconstrained space (every prior there has sd <= 2)."""
 
 
+@dataclass(frozen=True)
+class _ModelStructure:
+    """The model's sites, read by tracing it abstractly (jax.eval_shape: no op is executed or compiled)."""
+
+    transforms: dict[str, Any]
+    """Latent site -> bijection from the unconstrained space onto the site's support."""
+    shapes: dict[str, tuple[int, ...]]
+    deterministic: tuple[str, ...]
+    observed: tuple[str, ...]
+    """Observed sample sites, including numpyro.factor sites (as numpyro's log_likelihood lists them)."""
+
+
+def _model_structure(data: ModelData, config: ModelConfig) -> _ModelStructure:
+    """Latent sites with their transforms and shapes, deterministic and observed site names.
+
+    NumPyro's ``initialize_model`` finds the same by running the model and its gradient op by op, which costs
+    several seconds of per-primitive compilation in a fresh process; the supports here are static."""
+    from numpyro.distributions.transforms import biject_to
+
+    found: dict[str, Any] = {}
+
+    def trace_once() -> int:
+        tr = numpyro.handlers.trace(numpyro.handlers.seed(l2l_model, 0)).get_trace(data, config)
+        latent = {k: s for k, s in tr.items() if s["type"] == "sample" and not s["is_observed"]}
+        found["transforms"] = {k: biject_to(s["fn"].support) for k, s in latent.items()}
+        found["shapes"] = {k: tuple(np.shape(s["value"])) for k, s in latent.items()}
+        found["deterministic"] = tuple(k for k, s in tr.items() if s["type"] == "deterministic")
+        found["observed"] = tuple(k for k, s in tr.items() if s["type"] == "sample" and s["is_observed"])
+        return 0
+
+    jax.eval_shape(trace_once)
+    return _ModelStructure(**found)
+
+
 @dataclass
 class _Laplace:
     """The posterior mode in the model's unconstrained space and the eigendecomposition of the Hessian of
     the potential there."""
 
-    info: Any
+    structure: _ModelStructure
     unravel: Any
     potential: Any
     """Negative log density at a flat unconstrained vector (jax)."""
@@ -432,27 +466,47 @@ class _Laplace:
     def constrain(self, flat: np.ndarray) -> dict[str, np.ndarray]:
         """Flat unconstrained draws (..., d) -> the model's latent sites on their own scales."""
         lead = flat.shape[:-1]
-        one = jax.jit(jax.vmap(lambda u: self.info.postprocess_fn(self.unravel(u))))
+        transforms = self.structure.transforms
+        one = jax.jit(jax.vmap(lambda u: transform_fn(transforms, self.unravel(u))))
         out = one(jax.numpy.asarray(flat.reshape(-1, flat.shape[-1])))
         return {k: np.asarray(v).reshape(*lead, *np.shape(v)[1:]) for k, v in out.items()}
 
+    def datatree(self, latent: dict[str, np.ndarray], data: ModelData, config: ModelConfig, **kwargs: Any):  # noqa: ANN201
+        """:func:`_datatree` of draws around this mode, with the optimiser's outcome in the attributes."""
+        dt = _datatree(latent, data, config, structure=self.structure, **kwargs)
+        dt.attrs["laplace_converged"] = int(self.converged)
+        dt.attrs["laplace_iterations"] = self.iterations
+        return dt
+
+
+def _unconstrained_start(
+    structure: _ModelStructure, init: dict[str, np.ndarray], seed: int
+) -> dict[str, np.ndarray]:
+    """The least-squares start in the unconstrained space; sites it lacks start uniformly in (-2, 2) there
+    (NumPyro's init_to_value fallback)."""
+    rng = np.random.default_rng(seed)
+    start = {}
+    for k, shape in structure.shapes.items():
+        if k in init:
+            start[k] = np.asarray(structure.transforms[k].inv(jax.numpy.asarray(init[k], dtype=float)))
+        else:
+            start[k] = rng.uniform(-2.0, 2.0, size=shape)
+    return start
+
 
 def _laplace(design: Design, data: ModelData, config: ModelConfig, seed: int) -> _Laplace:
-    """scipy L-BFGS on the jitted potential from the least-squares start, then the jax Hessian at the mode."""
+    """scipy L-BFGS on the jitted potential from the least-squares start, then the Hessian at the mode (central
+    differences of the same compiled gradient: no second compilation)."""
     from jax.flatten_util import ravel_pytree
-    from numpyro.infer.util import initialize_model
+    from numpyro.infer.util import potential_energy
     from scipy.optimize import minimize
 
-    info = initialize_model(
-        jax.random.PRNGKey(seed),
-        l2l_model,
-        model_args=(data, config),
-        init_strategy=init_to_value(values=_baseline_init(design, config)),
-    )
-    flat0, unravel = ravel_pytree(info.param_info.z)
+    structure = _model_structure(data, config)
+    start = _unconstrained_start(structure, _baseline_init(design, config), seed)
+    flat0, unravel = ravel_pytree({k: jax.numpy.asarray(v, dtype=float) for k, v in start.items()})
 
     def potential(v):  # noqa: ANN001, ANN202
-        return info.potential_fn(unravel(v))
+        return potential_energy(l2l_model, (data, config), {}, unravel(v))
 
     value_and_grad = jax.jit(jax.value_and_grad(potential))
 
@@ -461,10 +515,10 @@ def _laplace(design: Design, data: ModelData, config: ModelConfig, seed: int) ->
         return float(val), np.asarray(grad, dtype=float)
 
     opt = minimize(fun, np.asarray(flat0, float), jac=True, method="L-BFGS-B", options={"maxiter": 5000})
-    hess = np.asarray(jax.jit(jax.hessian(potential))(jax.numpy.asarray(opt.x)))
-    eigval, eigvec = np.linalg.eigh((hess + hess.T) / 2)
+    hess = _hessian_by_differences(lambda v: fun(v)[1], np.asarray(opt.x))
+    eigval, eigvec = np.linalg.eigh(hess)
     return _Laplace(
-        info=info,
+        structure=structure,
         unravel=unravel,
         potential=potential,
         mode=np.asarray(opt.x),
@@ -476,6 +530,17 @@ def _laplace(design: Design, data: ModelData, config: ModelConfig, seed: int) ->
     )
 
 
+def _hessian_by_differences(grad: Any, at: np.ndarray, step: float = 1e-5) -> np.ndarray:
+    """Symmetrised Hessian by central differences of a gradient (2 d gradient calls; error O(step^2))."""
+    d = at.size
+    hess = np.empty((d, d))
+    for i in range(d):
+        e = np.zeros(d)
+        e[i] = step
+        hess[i] = (grad(at + e) - grad(at - e)) / (2 * step)
+    return (hess + hess.T) / 2
+
+
 def _datatree(
     latent: dict[str, np.ndarray],
     data: ModelData,
@@ -485,25 +550,24 @@ def _datatree(
     coords,  # noqa: ANN001
     dims,  # noqa: ANN001
     sample_stats: dict[str, np.ndarray],
+    structure: _ModelStructure | None = None,
 ):
     """The DataTree of draws of the latent sites (each of shape (chain, draw, ...)): deterministic sites,
     pointwise log-likelihood, prior draws and observed data added as ``az.from_numpyro`` would."""
+    structure = structure or _model_structure(data, config)
     n_chain, n_draw = next(iter(latent.values())).shape[:2]
     flat = {k: jax.numpy.asarray(v.reshape(n_chain * n_draw, *v.shape[2:])) for k, v in latent.items()}
-    derived = Predictive(l2l_model, posterior_samples=flat)(jax.random.PRNGKey(seed + 3), data, config)
-    trace = numpyro.handlers.trace(numpyro.handlers.seed(l2l_model, 0)).get_trace(data, config)
-    latent_or_derived = set(flat) | {k for k, site in trace.items() if site["type"] == "deterministic"}
-    samples = {**flat, **{k: v for k, v in derived.items() if k in latent_or_derived and k not in flat}}
-    ll = numpyro.infer.log_likelihood(l2l_model, flat, data, config)
+    derived, ll = _replay(flat, data, config, structure)
 
     def by_chain(v) -> np.ndarray:  # noqa: ANN001
         v = np.asarray(v)
         return v.reshape(n_chain, n_draw, *v.shape[1:])
 
-    prior = Predictive(l2l_model, num_samples=2000)(jax.random.PRNGKey(seed + 1), _prior_data(data), config)
+    latent_or_derived = set(flat) | set(structure.deterministic)
+    prior = _prior_draws(data, config, seed + 1)
     return az.from_dict(
         {
-            "posterior": {k: by_chain(v) for k, v in samples.items()},
+            "posterior": {k: by_chain(v) for k, v in {**flat, **derived}.items()},
             "prior": {k: np.asarray(v)[None] for k, v in prior.items() if k in latent_or_derived},
             "prior_predictive": {k: np.asarray(v)[None] for k, v in prior.items() if k in OBSERVED_SITES},
             "log_likelihood": {k: by_chain(v) for k, v in ll.items()},
@@ -518,6 +582,38 @@ def _datatree(
     )
 
 
+PRIOR_DRAWS = 2000
+
+
+def _prior_draws(
+    data: ModelData, config: ModelConfig, seed: int, n: int = PRIOR_DRAWS
+) -> dict[str, np.ndarray]:
+    """``n`` joint draws of every site from the prior (y, x_obs unobserved; NumPyro's Predictive)."""
+    draws = Predictive(l2l_model, num_samples=n)(jax.random.PRNGKey(seed), _prior_data(data), config)
+    return {k: np.asarray(v) for k, v in draws.items()}
+
+
+REPLAY_BATCH = 256
+"""Draws per vectorised batch when replaying the model on posterior draws (bounds memory: batch x points)."""
+
+
+def _replay(
+    latent: dict[str, Any], data: ModelData, config: ModelConfig, structure: _ModelStructure
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Deterministic sites and pointwise log-likelihood of every draw (leading axis of ``latent``), in one
+    compiled pass: what Predictive and numpyro's log_likelihood give, with one compilation instead of two."""
+
+    def one(draw):  # noqa: ANN001, ANN202
+        model = numpyro.handlers.substitute(numpyro.handlers.seed(l2l_model, 0), data=draw)
+        tr = numpyro.handlers.trace(model).get_trace(data, config)
+        det = {k: tr[k]["value"] for k in structure.deterministic}
+        ll = {k: tr[k]["fn"].log_prob(tr[k]["value"]) for k in structure.observed}
+        return det, ll
+
+    det, ll = jax.jit(lambda d: jax.lax.map(one, d, batch_size=REPLAY_BATCH))(latent)
+    return {k: np.asarray(v) for k, v in det.items()}, {k: np.asarray(v) for k, v in ll.items()}
+
+
 def _fit_approx(
     design: Design,
     data: ModelData,
@@ -525,7 +621,7 @@ def _fit_approx(
     *,
     draws: int,
     seed: int,
-    coords,
+    coords,  # noqa: ANN001
     dims,  # noqa: ANN001
 ):
     """Laplace approximation: the posterior mode in the model's unconstrained space (scipy L-BFGS on the
@@ -536,11 +632,8 @@ def _fit_approx(
     cov = (lap.eigvec / np.clip(lap.eigval, 1e-8, None)) @ lap.eigvec.T
     z = np.random.default_rng(seed).multivariate_normal(lap.mode, cov, size=draws)
     constrained = lap.constrain(z[None])
-    latent = {k: v for k, v in constrained.items() if k in lap.info.param_info.z}
     lp = np.full((1, draws), -lap.potential_at_mode)
-    dt = _datatree(latent, data, config, seed=seed, coords=coords, dims=dims, sample_stats={"lp": lp})
-    dt.attrs["laplace_converged"] = int(lap.converged)
-    dt.attrs["laplace_iterations"] = lap.iterations
+    dt = lap.datatree(constrained, data, config, seed=seed, coords=coords, dims=dims, sample_stats={"lp": lp})
     dt.attrs["laplace_min_hessian_eigenvalue"] = float(lap.eigval.min())
     return dt
 
@@ -591,7 +684,6 @@ def _nuts_laplace(
     eta = np.asarray(mcmc.get_samples(group_by_chain=True))
     theta = eta @ np.asarray(scale).T + lap.mode
     constrained = lap.constrain(theta)
-    latent = {k: v for k, v in constrained.items() if k in lap.info.param_info.z}
     extra = {k: np.asarray(v) for k, v in mcmc.get_extra_fields(group_by_chain=True).items()}
     depth = np.log2(extra["num_steps"]).astype(int) + 1
     stats = {
@@ -602,9 +694,7 @@ def _nuts_laplace(
         "tree_depth": depth,
         "reached_max_tree_depth": depth >= max_tree_depth,
     }
-    dt = _datatree(latent, data, config, seed=seed, coords=coords, dims=dims, sample_stats=stats)
-    dt.attrs["laplace_converged"] = int(lap.converged)
-    dt.attrs["laplace_iterations"] = lap.iterations
+    dt = lap.datatree(constrained, data, config, seed=seed, coords=coords, dims=dims, sample_stats=stats)
     return dt
 
 
