@@ -98,15 +98,17 @@ def max_rhat(dt: Any) -> float:
 
 
 # ----------------------------------------------------------------------------------------- bayes-l2l
-def run_numpyro(design: Design, seed: int = 0, mass: str = infer.DEFAULT_MASS) -> dict[str, Any]:
-    """infer.fit with the library defaults and the mass matrix of ``fit --mass``."""
+def run_numpyro(
+    design: Design, seed: int = 0, mass: str = infer.DEFAULT_MASS, target_accept: float = 0.95
+) -> dict[str, Any]:
+    """infer.fit with the library defaults, the mass matrix of ``fit --mass`` and its ``--target-accept``."""
     t0 = time.perf_counter()
-    post = infer.fit(design, seed=seed, mass=mass)
+    post = infer.fit(design, seed=seed, mass=mass, target_accept=target_accept)
     wall = time.perf_counter() - t0
     ess = min_bulk_ess(post.dt)
     dg = post.diagnostics
     return {
-        "sampler": f"bayes-l2l (NumPyro NUTS, --mass {mass}, target accept 0.95)",
+        "sampler": f"bayes-l2l (NumPyro NUTS, --mass {mass}, target accept {target_accept:g})",
         "wall_s": wall,
         "sampling_s": post.wall_time_s,
         "min_ess_bulk": ess,
@@ -257,6 +259,12 @@ def main(argv: list[str] | None = None) -> int:
         default=infer.DEFAULT_MASS,
         help="NUTS mass matrix (fit --mass; library default)",
     )
+    ap.add_argument(
+        "--target-accept",
+        type=float,
+        default=0.95,
+        help="NUTS target acceptance (fit --target-accept; default)",
+    )
     args = ap.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
@@ -272,7 +280,7 @@ def main(argv: list[str] | None = None) -> int:
     design = design_for(args.checkpoints)
     log(f"design: {len(design.points)} checkpoints, {design.n_runs} runs, {design.n_conditions} conditions")
     results["points"] = len(design.points)
-    nuts = run_numpyro(design, mass=args.mass)
+    nuts = run_numpyro(design, mass=args.mass, target_accept=args.target_accept)
     post = nuts.pop("post")
     results["numpyro"] = nuts
     log(
@@ -304,7 +312,7 @@ def main(argv: list[str] | None = None) -> int:
                 growth.append({"checkpoints": len(design.points), **nuts})
                 continue
             d = design_for(per_run)
-            r = run_numpyro(d, mass=args.mass)
+            r = run_numpyro(d, mass=args.mass, target_accept=args.target_accept)
             r.pop("post")
             growth.append({"checkpoints": len(d.points), **r})
             log(f"growth: {len(d.points)} checkpoints: {r['wall_s']:.1f} s, R-hat {r['max_rhat']:.3f}")
