@@ -38,7 +38,7 @@ import numpy as np
 from bayes_l2l.design import Question, build_design
 from bayes_l2l.evidence import DEFAULT_ROPE, compare_factor, gap_draws, param_delta_draws
 from bayes_l2l.infer import DEFAULT_MASS, LEGACY_MASS, MASS_CHOICES, fit
-from bayes_l2l.model import ModelConfig
+from bayes_l2l.model import SHAPES, ModelConfig
 from bayes_l2l.simulate import SimulationSpec, simulate_table
 
 REPO = Path(__file__).resolve().parents[1]
@@ -292,6 +292,12 @@ def main(argv: list[str] | None = None) -> int:
         default=ModelConfig().run_offsets,
         help="parametrisation of the run offsets (library default)",
     )
+    ap.add_argument(
+        "--shape",
+        choices=SHAPES,
+        default=ModelConfig().shape,
+        help="third linear predictor: log kappa or the curvature q (library default)",
+    )
     ap.add_argument("--out", type=Path, default=None, help="default out/benchmarks/calibration_gap<G>")
     args = ap.parse_args(argv)
     out = args.out or REPO / "out" / "benchmarks" / f"calibration_gap{args.gap:g}"
@@ -300,6 +306,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = {
         "target_accept": args.target_accept,
         "run_offsets": args.run_offsets,
+        "shape": args.shape,
         "mass": args.mass,
         "spec": spec.to_dict(),
         "chains": args.chains,
@@ -313,6 +320,7 @@ def main(argv: list[str] | None = None) -> int:
         earlier.setdefault("target_accept", 0.95)  # folders written before the options existed
         earlier.setdefault("run_offsets", "noncentred")
         earlier.setdefault("mass", LEGACY_MASS)
+        earlier.setdefault("shape", "logkappa")
     if earlier is not None and earlier != json.loads(json.dumps(settings)):
         print(f"error: {out} holds seeds run with other settings; choose another --out", file=sys.stderr)
         return 2
@@ -322,7 +330,7 @@ def main(argv: list[str] | None = None) -> int:
         "draws": args.draws,
         "warmup": args.warmup,
         "target_accept": args.target_accept,
-        "config": ModelConfig(run_offsets=args.run_offsets),
+        "config": ModelConfig(run_offsets=args.run_offsets, shape=args.shape),
         "mass": args.mass,
     }
     records = []

@@ -9,8 +9,8 @@ including compilation. ESS per second = the smallest bulk ESS over the reported 
 Ey per condition, sigma, sigma_run, nu; arviz) / wall seconds.
 
 The PyMC model is the library's model (bayes_l2l.model, effect_prior='normal', no compute component)
-written out term by term: same parametrisation (height, log slope, log kappa, u), priors, run offsets
-(non-centred), Student-t noise with learned nu; checked by comparing the log density of both at one point.
+written out term by term: same parametrisation (height, log slope, log kappa or the curvature q of ``--shape``, u), priors, run
+offsets (``--run-offsets``), Student-t noise with learned nu; checked by comparing the log density of both at one point.
 
 Run: ``.venv/bin/pip install -e ".[bench]" && .venv/bin/python benchmarks/speed.py``
 (``--skip-nutpie``, ``--skip-growth``, ``--skip-approx`` to run parts). Writes ``results.json`` and
@@ -32,7 +32,7 @@ import numpy as np
 
 from bayes_l2l import infer
 from bayes_l2l.design import Design, Question, build_design
-from bayes_l2l.model import ModelConfig, ModelData
+from bayes_l2l.model import SHAPES, SOFTPLUS_SHARPNESS, ModelConfig, ModelData
 from bayes_l2l.simulate import SimulationSpec, simulate_table
 
 REPO = Path(__file__).resolve().parents[1]
@@ -98,17 +98,26 @@ def max_rhat(dt: Any) -> float:
 
 
 # ----------------------------------------------------------------------------------------- bayes-l2l
+def _model_label(config: ModelConfig | None) -> str:
+    config = config or ModelConfig()
+    return f"shape {config.shape}, {config.run_offsets} run offsets"
+
+
 def run_numpyro(
-    design: Design, seed: int = 0, mass: str = infer.DEFAULT_MASS, target_accept: float = 0.95
+    design: Design,
+    seed: int = 0,
+    mass: str = infer.DEFAULT_MASS,
+    target_accept: float = 0.95,
+    config: ModelConfig | None = None,
 ) -> dict[str, Any]:
     """infer.fit with the library defaults, the mass matrix of ``fit --mass`` and its ``--target-accept``."""
     t0 = time.perf_counter()
-    post = infer.fit(design, seed=seed, mass=mass, target_accept=target_accept)
+    post = infer.fit(design, config, seed=seed, mass=mass, target_accept=target_accept)
     wall = time.perf_counter() - t0
     ess = min_bulk_ess(post.dt)
     dg = post.diagnostics
     return {
-        "sampler": f"bayes-l2l (NumPyro NUTS, --mass {mass}, target accept {target_accept:g})",
+        "sampler": f"bayes-l2l (NumPyro NUTS, --mass {mass}, target accept {target_accept:g}, {_model_label(config)})",
         "wall_s": wall,
         "sampling_s": post.wall_time_s,
         "min_ess_bulk": ess,
@@ -139,7 +148,7 @@ def pymc_model(design: Design, config: ModelConfig | None = None) -> Any:
     centers = {
         "h": data.h_center,
         "logs": data.logs_center,
-        "logkappa": 0.0,
+        config.params[2]: 0.0,  # logkappa, or the curvature q
         "u": float(np.log(config.gap_prior_median)),
     }
     with pm.Model() as model:
@@ -150,15 +159,22 @@ def pymc_model(design: Design, config: ModelConfig | None = None) -> Any:
             lin[name] = base + pt.dot(X, d)
         h = lin["h"]
         slope = pt.exp(lin["logs"])
-        kappa = pm.Deterministic("kappa", pt.exp(lin["logkappa"]))
         ex = pm.Deterministic("Ex", min_x - pt.exp(lin["u"]))
         g_ref = data.x_ref - ex
+        if config.shape == "curvature":
+            sharp = SOFTPLUS_SHARPNESS
+            kappa = pm.Deterministic("kappa", pt.softplus(sharp * (1.0 + lin["q"] * g_ref)) / sharp)
+        else:
+            kappa = pm.Deterministic("kappa", pt.exp(lin["logkappa"]))
         amp = slope * g_ref / kappa
         pm.Deterministic("K", amp / pt.exp(kappa * pt.log(g_ref)))
         pm.Deterministic("Ey", h - amp)
         sigma_run = pm.HalfNormal("sigma_run", config.run_sd_scale)
-        z_run = pm.Normal("z_run", 0.0, 1.0, shape=data.n_runs)
-        offset = pt.concatenate([sigma_run * z_run, pt.zeros(1)])
+        if config.run_offsets == "centred":
+            offset = pt.concatenate([pm.Normal("run_offset", 0.0, sigma_run, shape=data.n_runs), pt.zeros(1)])
+        else:
+            z_run = pm.Normal("z_run", 0.0, 1.0, shape=data.n_runs)
+            offset = pt.concatenate([sigma_run * z_run, pt.zeros(1)])
         rel = pt.clip((np.asarray(data.x) - ex[cond]) / g_ref[cond], 1e-12, np.inf)
         mu = h[cond] + amp[cond] * (pt.exp(kappa[cond] * pt.log(rel)) - 1.0) + offset[run]
         sigma = pm.HalfNormal("sigma", config.noise_scale)
@@ -167,13 +183,13 @@ def pymc_model(design: Design, config: ModelConfig | None = None) -> Any:
     return model
 
 
-def check_same_density(design: Design, model: Any, seed: int = 0) -> float:
+def check_same_density(design: Design, model: Any, config: ModelConfig | None = None, seed: int = 0) -> float:
     """|log p_numpyro - log p_pymc| at one random point of the unconstrained space (0 = same model up to the
     Jacobians, which both include)."""
     import jax
     from numpyro.infer.util import initialize_model
 
-    config = ModelConfig()
+    config = config or ModelConfig()
     data = ModelData.from_design(design, config)
     from bayes_l2l.model import l2l_model
 
@@ -189,11 +205,13 @@ def check_same_density(design: Design, model: Any, seed: int = 0) -> float:
     return abs(lp_numpyro - lp_pymc)
 
 
-def run_nutpie(design: Design, seed: int = 0, cores: int | None = None) -> dict[str, Any]:
+def run_nutpie(
+    design: Design, config: ModelConfig | None = None, seed: int = 0, cores: int | None = None
+) -> dict[str, Any]:
     import nutpie
 
     t0 = time.perf_counter()
-    model = pymc_model(design)
+    model = pymc_model(design, config)
     compiled = nutpie.compile_pymc_model(model)
     compile_s = time.perf_counter() - t0
     idata = nutpie.sample(
@@ -214,7 +232,8 @@ def run_nutpie(design: Design, seed: int = 0, cores: int | None = None) -> dict[
         int(np.asarray(dt["sample_stats"]["diverging"]).sum()) if "diverging" in dt["sample_stats"] else None
     )
     return {
-        "sampler": f"PyMC {__import__('pymc').__version__} + nutpie {nutpie.__version__} (diagonal mass, defaults)",
+        "sampler": f"PyMC {__import__('pymc').__version__} + nutpie {nutpie.__version__} (diagonal mass, defaults; "
+        f"{_model_label(config)})",
         "wall_s": wall,
         "compile_s": compile_s,
         "min_ess_bulk": ess,
@@ -265,7 +284,17 @@ def main(argv: list[str] | None = None) -> int:
         default=0.95,
         help="NUTS target acceptance (fit --target-accept; default)",
     )
+    ap.add_argument(
+        "--shape", choices=SHAPES, default=ModelConfig().shape, help="model option (library default)"
+    )
+    ap.add_argument(
+        "--run-offsets",
+        choices=["centred", "noncentred"],
+        default=ModelConfig().run_offsets,
+        help="model option (library default)",
+    )
     args = ap.parse_args(argv)
+    config = ModelConfig(shape=args.shape, run_offsets=args.run_offsets)
     args.out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
 
@@ -280,7 +309,7 @@ def main(argv: list[str] | None = None) -> int:
     design = design_for(args.checkpoints)
     log(f"design: {len(design.points)} checkpoints, {design.n_runs} runs, {design.n_conditions} conditions")
     results["points"] = len(design.points)
-    nuts = run_numpyro(design, mass=args.mass, target_accept=args.target_accept)
+    nuts = run_numpyro(design, mass=args.mass, target_accept=args.target_accept, config=config)
     post = nuts.pop("post")
     results["numpyro"] = nuts
     log(
@@ -288,10 +317,10 @@ def main(argv: list[str] | None = None) -> int:
         f"{nuts['divergences']} divergences"
     )
     if not args.skip_nutpie:
-        model = pymc_model(design)
-        results["density_check_abs_diff"] = check_same_density(design, model)
+        model = pymc_model(design, config)
+        results["density_check_abs_diff"] = check_same_density(design, model, config)
         log(f"log-density difference NumPyro vs PyMC at one point: {results['density_check_abs_diff']:.2e}")
-        nut = run_nutpie(design)
+        nut = run_nutpie(design, config)
         results["nutpie"] = nut
         results["ess_per_s_ratio"] = nuts["ess_per_s"] / nut["ess_per_s"]
         log(
@@ -300,7 +329,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     if not args.skip_approx:
         t0 = time.perf_counter()
-        approx = infer.fit(design, method="approx", seed=0)
+        approx = infer.fit(design, config, method="approx", seed=0)
         wall = time.perf_counter() - t0
         results["approx"] = {"wall_s": wall, **effect_distance(post, approx)}
         log(f"approx: {wall:.1f} s; {results['approx']}")
@@ -312,7 +341,7 @@ def main(argv: list[str] | None = None) -> int:
                 growth.append({"checkpoints": len(design.points), **nuts})
                 continue
             d = design_for(per_run)
-            r = run_numpyro(d, mass=args.mass, target_accept=args.target_accept)
+            r = run_numpyro(d, mass=args.mass, target_accept=args.target_accept, config=config)
             r.pop("post")
             growth.append({"checkpoints": len(d.points), **r})
             log(f"growth: {len(d.points)} checkpoints: {r['wall_s']:.1f} s, R-hat {r['max_rhat']:.3f}")

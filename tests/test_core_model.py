@@ -258,6 +258,39 @@ def test_centred_run_offsets_are_the_same_prior_written_directly(small_table) ->
         ModelConfig(run_offsets="partial")
 
 
+def test_curvature_shape_replaces_log_kappa_by_the_identified_curvature(small_table) -> None:
+    from numpyro import handlers
+
+    from bayes_l2l.model import SOFTPLUS_SHARPNESS, ModelConfig, ModelData, l2l_model
+
+    table, _ = small_table
+    design = build_design(table, Question(x="val/c4", y="test/hellaswag", factors=["pretraining_data"]))
+    config = ModelConfig(shape="curvature")
+    assert config.params == ("h", "logs", "q", "u")
+    data = ModelData.from_design(design, config)
+    with handlers.seed(rng_seed=0):
+        tr = handlers.trace(l2l_model).get_trace(data, config)
+    assert {"base_q", "d_q"} <= set(tr) and "d_logkappa" not in tr
+    q = np.asarray(tr["base_q"]["value"]) + np.asarray(data.X) @ np.asarray(tr["d_q"]["value"])
+    g_ref = design.x_ref - np.asarray(tr["Ex"]["value"])
+    t = 1.0 + q * g_ref
+    expected = np.log1p(np.exp(SOFTPLUS_SHARPNESS * t)) / SOFTPLUS_SHARPNESS
+    np.testing.assert_allclose(np.asarray(tr["kappa"]["value"]), expected, rtol=1e-10)
+    assert np.all(np.asarray(tr["kappa"]["value"]) > 0)
+    np.testing.assert_allclose(expected[t > 0.25], t[t > 0.25], atol=1e-3)
+    # a fit with it gives positive kappa; configs saved before the option still load
+    post = fit(design, config, method="approx", seed=0)
+    assert "d_q" in post.dt["posterior"] and (post.draws("kappa") > 0).all()
+    assert ModelConfig.from_dict(config.to_dict()).shape == "curvature"
+    old = ModelConfig().to_dict()
+    for d in (old["effect_scale"], old["base_sd"]):
+        d.pop("q")
+    old.pop("shape")
+    assert ModelConfig.from_dict(old).shape == "logkappa" and ModelConfig.from_dict(old).base_sd["q"] == 1.0
+    with pytest.raises(UserInputError, match="shape"):
+        ModelConfig(shape="kappa")
+
+
 def test_cli_fit_bad_input_exits_2(tmp_path, capsys) -> None:
     bad = tmp_path / "bad.csv"
     pd.DataFrame({"run": ["a"], "value": [1.0]}).to_csv(bad, index=False)

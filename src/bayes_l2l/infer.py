@@ -41,7 +41,15 @@ from numpyro.infer.util import transform_fn  # noqa: E402
 
 from bayes_l2l.design import Design  # noqa: E402
 from bayes_l2l.errors import UserInputError  # noqa: E402
-from bayes_l2l.model import PAPER_PARAMS, PARAMS, ModelConfig, ModelData, compute_enabled, l2l_model  # noqa: E402
+from bayes_l2l.model import (  # noqa: E402
+    CURVATURE_PARAMS,
+    PAPER_PARAMS,
+    PARAMS,
+    ModelConfig,
+    ModelData,
+    compute_enabled,
+    l2l_model,
+)  # noqa: E402
 
 numpyro.enable_x64()
 
@@ -51,7 +59,7 @@ IDENTIFIED = 0.75
 """Prior-to-posterior contraction from which a quantity counts as identified (see :func:`identification`)."""
 WEAK = 0.3
 """Contraction below which a quantity is 'not identified' (the prior, not the data, sets its interval)."""
-EFFECT_VARS = tuple(f"d_{p}" for p in dict.fromkeys(PARAMS + PAPER_PARAMS))
+EFFECT_VARS = tuple(f"d_{p}" for p in dict.fromkeys(PARAMS + CURVATURE_PARAMS + PAPER_PARAMS))
 SUMMARY_VARS = ("K", "kappa", "Ex", "Ey", *EFFECT_VARS, "sigma", "sigma_run", "nu")
 
 
@@ -195,7 +203,7 @@ def _coords_dims(design: Design) -> tuple[dict[str, list[str]], dict[str, list[s
         "point": [f"{r}@{c}" for r, c in zip(design.points["run"], design.points["checkpoint"], strict=True)],
     }
     dims = {v: ["condition"] for v in ("K", "kappa", "Ex", "Ey")}
-    for p in dict.fromkeys(PARAMS + PAPER_PARAMS):
+    for p in dict.fromkeys(PARAMS + CURVATURE_PARAMS + PAPER_PARAMS):
         dims[f"d_{p}"] = ["effect"]
         dims[f"z_{p}"] = ["effect"]
         dims[f"tau_{p}"] = ["factor"]
@@ -231,7 +239,8 @@ def _baseline_init(design: Design, config: ModelConfig) -> dict[str, np.ndarray]
         g_ref = x_ref - (design.cond_min_x[c] - gap)
         height = k * g_ref**kappa + ey
         slope = max(k * kappa * g_ref ** (kappa - 1.0), 1e-3)
-        rows.append([height, np.log(slope), np.log(kappa), np.log(gap)])
+        shape = (kappa - 1.0) / g_ref if config.shape == "curvature" else np.log(kappa)
+        rows.append([height, np.log(slope), shape, np.log(gap)])
     per_cond = np.asarray(rows)
     mat = np.column_stack([np.ones(design.n_conditions), design.effect_matrix])
     coef, *_ = np.linalg.lstsq(mat, per_cond, rcond=None)

@@ -35,6 +35,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import numpyro
@@ -43,9 +44,14 @@ import numpyro.distributions as dist
 from bayes_l2l.design import Design
 
 PARAMS: tuple[str, ...] = ("h", "logs", "logkappa", "u")
-PAPER_PARAMS: tuple[str, ...] = ("logK", "logkappa")
 """Latent scales of the four nonlinear parameters: h = curve height at x_ref (nats), logs = log slope
 dy/dx at x_ref, logkappa = log kappa, u = log(min_x_c - Ex_c) (log nats). K and Ey follow from them."""
+PAPER_PARAMS: tuple[str, ...] = ("logK", "logkappa")
+CURVATURE_PARAMS: tuple[str, ...] = ("h", "logs", "q", "u")
+"""``shape='curvature'``: q = (kappa - 1) / (x_ref - Ex) (1/nats) replaces log kappa."""
+SHAPES: tuple[str, ...] = ("logkappa", "curvature")
+SOFTPLUS_SHARPNESS = 20.0
+"""kappa = softplus(20 (1 + q g)) / 20 under shape='curvature': equal to 1 + q g to 1e-3 where that is >= 0.25."""
 
 
 @dataclass(eq=False)
@@ -53,10 +59,10 @@ class ModelConfig:
     """Prior scales and model options (defaults and their reasons: docs/priors.md)."""
 
     effect_scale: dict[str, float] = field(
-        default_factory=lambda: {"h": 0.3, "logs": 0.3, "logkappa": 0.3, "u": 0.5, "logK": 0.5}
+        default_factory=lambda: {"h": 0.3, "logs": 0.3, "logkappa": 0.3, "u": 0.5, "logK": 0.5, "q": 0.3}
     )
     base_sd: dict[str, float] = field(
-        default_factory=lambda: {"h": 1.0, "logs": 1.0, "logkappa": 0.5, "u": 1.0, "logK": 1.0}
+        default_factory=lambda: {"h": 1.0, "logs": 1.0, "logkappa": 0.5, "u": 1.0, "logK": 1.0, "q": 1.0}
     )
     gap_prior_median: float = 0.5
     """Prior median of min_x - Ex (nats)."""
@@ -79,12 +85,22 @@ class ModelConfig:
     run_offsets: str = "noncentred"
     """'noncentred': b_r = sigma_run * z_r, z_r ~ Normal(0, 1); 'centred': b_r ~ Normal(0, sigma_run) (less
     warm-up on tables with many checkpoints per run, but divergences: benchmarks/RESULTS.md)."""
+    shape: str = "logkappa"
+    """Third linear predictor: 'logkappa' (log kappa), or 'curvature': q = (kappa - 1) / (x_ref - Ex), the
+    curvature the data identify where log kappa and Ex trade off along a ridge (kappa = 1 + q (x_ref - Ex),
+    kept positive by a sharp softplus). An option with its own priors: docs/priors.md, benchmarks/RESULTS.md."""
 
     def __post_init__(self) -> None:
         if self.run_offsets not in ("centred", "noncentred"):
             from bayes_l2l.errors import UserInputError
 
             raise UserInputError(f"run_offsets {self.run_offsets!r}: use centred or noncentred")
+        if self.shape not in SHAPES:
+            from bayes_l2l.errors import UserInputError
+
+            raise UserInputError(f"shape {self.shape!r}: use one of {', '.join(SHAPES)}")
+        for d, default in ((self.effect_scale, 0.3), (self.base_sd, 1.0)):
+            d.setdefault("q", default)  # configs saved before the curvature option
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -104,7 +120,9 @@ class ModelConfig:
     @property
     def params(self) -> tuple[str, ...]:
         """Names of the linear predictors of this configuration."""
-        return PAPER_PARAMS if self.paper_mode else PARAMS
+        if self.paper_mode:
+            return PAPER_PARAMS
+        return CURVATURE_PARAMS if self.shape == "curvature" else PARAMS
 
 
 def compute_enabled(design: Design, config: ModelConfig) -> bool:
@@ -208,10 +226,18 @@ def l2l_model(data: ModelData, config: ModelConfig) -> None:
     else:
         h = _linear_predictor("h", data, config, data.h_center)
         slope = jnp.exp(_linear_predictor("logs", data, config, data.logs_center))
-        kappa = numpyro.deterministic("kappa", jnp.exp(_linear_predictor("logkappa", data, config, 0.0)))
+        if config.shape == "curvature":
+            q = _linear_predictor("q", data, config, 0.0)
+        else:
+            kappa = numpyro.deterministic("kappa", jnp.exp(_linear_predictor("logkappa", data, config, 0.0)))
         u = _linear_predictor("u", data, config, float(np.log(config.gap_prior_median)))
         ex = numpyro.deterministic("Ex", data.min_x - jnp.exp(u))
         g_ref = data.x_ref - ex  # > 0 because x_ref >= max_c min_x_c > Ex_c
+        if config.shape == "curvature":
+            # kappa = 1 + q g_ref where that exceeds ~0.2; a sharp softplus keeps it positive and smooth
+            kappa = numpyro.deterministic(
+                "kappa", jax.nn.softplus(SOFTPLUS_SHARPNESS * (1.0 + q * g_ref)) / SOFTPLUS_SHARPNESS
+            )
         amp = slope * g_ref / kappa  # = K * g_ref**kappa, the curve's height above Ey at x_ref
         k = numpyro.deterministic("K", amp / jnp.exp(kappa * jnp.log(g_ref)))
         ey = numpyro.deterministic("Ey", h - amp)
