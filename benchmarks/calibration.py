@@ -38,7 +38,7 @@ import numpy as np
 from bayes_l2l.design import Question, build_design
 from bayes_l2l.evidence import DEFAULT_ROPE, compare_factor, gap_draws, param_delta_draws
 from bayes_l2l.infer import DEFAULT_MASS, LEGACY_MASS, MASS_CHOICES, fit
-from bayes_l2l.model import SHAPES, ModelConfig
+from bayes_l2l.model import RUN_OFFSETS, SHAPES, ModelConfig
 from bayes_l2l.simulate import SimulationSpec, simulate_table
 
 REPO = Path(__file__).resolve().parents[1]
@@ -288,7 +288,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument(
         "--run-offsets",
-        choices=["centred", "noncentred"],
+        choices=RUN_OFFSETS,
         default=ModelConfig().run_offsets,
         help="parametrisation of the run offsets (library default)",
     )

@@ -9,8 +9,9 @@ including compilation. ESS per second = the smallest bulk ESS over the reported 
 Ey per condition, sigma, sigma_run, nu; arviz) / wall seconds.
 
 The PyMC model is the library's model (bayes_l2l.model, effect_prior='normal', no compute component)
-written out term by term: same parametrisation (height, log slope, log kappa or the curvature q of ``--shape``, u), priors, run
-offsets (``--run-offsets``), Student-t noise with learned nu; checked by comparing the log density of both at one point.
+written out term by term: same parametrisation (height, log slope, log kappa or the curvature q of
+``--shape``, u), priors, run offsets (``--run-offsets``), Student-t noise with learned nu; checked by comparing
+the log density of both at one point.
 
 Run: ``.venv/bin/pip install -e ".[bench]" && .venv/bin/python benchmarks/speed.py``
 (``--skip-nutpie``, ``--skip-growth``, ``--skip-approx`` to run parts). Writes ``results.json`` and
@@ -32,7 +33,7 @@ import numpy as np
 
 from bayes_l2l import infer
 from bayes_l2l.design import Design, Question, build_design
-from bayes_l2l.model import SHAPES, SOFTPLUS_SHARPNESS, ModelConfig, ModelData
+from bayes_l2l.model import RUN_OFFSETS, SHAPES, SOFTPLUS_SHARPNESS, ModelConfig, ModelData
 from bayes_l2l.simulate import SimulationSpec, simulate_table
 
 REPO = Path(__file__).resolve().parents[1]
@@ -289,7 +290,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument(
         "--run-offsets",
-        choices=["centred", "noncentred"],
+        choices=RUN_OFFSETS,
         default=ModelConfig().run_offsets,
         help="model option (library default)",
     )

@@ -49,7 +49,7 @@ from bayes_l2l.model import (  # noqa: E402
     ModelData,
     compute_enabled,
     l2l_model,
-)  # noqa: E402
+)
 
 numpyro.enable_x64()
 
@@ -559,11 +559,10 @@ def _datatree(
     coords,  # noqa: ANN001
     dims,  # noqa: ANN001
     sample_stats: dict[str, np.ndarray],
-    structure: _ModelStructure | None = None,
+    structure: _ModelStructure,
 ):
     """The DataTree of draws of the latent sites (each of shape (chain, draw, ...)): deterministic sites,
     pointwise log-likelihood, prior draws and observed data added as ``az.from_numpyro`` would."""
-    structure = structure or _model_structure(data, config)
     n_chain, n_draw = next(iter(latent.values())).shape[:2]
     flat = {k: jax.numpy.asarray(v.reshape(n_chain * n_draw, *v.shape[2:])) for k, v in latent.items()}
     derived, ll = _replay(flat, data, config, structure)

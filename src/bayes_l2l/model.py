@@ -50,6 +50,16 @@ PAPER_PARAMS: tuple[str, ...] = ("logK", "logkappa")
 CURVATURE_PARAMS: tuple[str, ...] = ("h", "logs", "q", "u")
 """``shape='curvature'``: q = (kappa - 1) / (x_ref - Ex) (1/nats) replaces log kappa."""
 SHAPES: tuple[str, ...] = ("logkappa", "curvature")
+RUN_OFFSETS: tuple[str, ...] = ("noncentred", "centred")
+DEFAULT_EFFECT_SCALE: dict[str, float] = {
+    "h": 0.3,
+    "logs": 0.3,
+    "logkappa": 0.3,
+    "u": 0.5,
+    "logK": 0.5,
+    "q": 0.3,
+}
+DEFAULT_BASE_SD: dict[str, float] = {"h": 1.0, "logs": 1.0, "logkappa": 0.5, "u": 1.0, "logK": 1.0, "q": 1.0}
 SOFTPLUS_SHARPNESS = 20.0
 """kappa = softplus(20 (1 + q g)) / 20 under shape='curvature': equal to 1 + q g to 1e-3 where that is >= 0.25."""
 
@@ -58,12 +68,8 @@ SOFTPLUS_SHARPNESS = 20.0
 class ModelConfig:
     """Prior scales and model options (defaults and their reasons: docs/priors.md)."""
 
-    effect_scale: dict[str, float] = field(
-        default_factory=lambda: {"h": 0.3, "logs": 0.3, "logkappa": 0.3, "u": 0.5, "logK": 0.5, "q": 0.3}
-    )
-    base_sd: dict[str, float] = field(
-        default_factory=lambda: {"h": 1.0, "logs": 1.0, "logkappa": 0.5, "u": 1.0, "logK": 1.0, "q": 1.0}
-    )
+    effect_scale: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_EFFECT_SCALE))
+    base_sd: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_BASE_SD))
     gap_prior_median: float = 0.5
     """Prior median of min_x - Ex (nats)."""
     run_sd_scale: float = 0.03
@@ -91,16 +97,16 @@ class ModelConfig:
     kept positive by a sharp softplus). An option with its own priors: docs/priors.md, benchmarks/RESULTS.md."""
 
     def __post_init__(self) -> None:
-        if self.run_offsets not in ("centred", "noncentred"):
-            from bayes_l2l.errors import UserInputError
+        from bayes_l2l.errors import UserInputError
 
-            raise UserInputError(f"run_offsets {self.run_offsets!r}: use centred or noncentred")
+        if self.run_offsets not in RUN_OFFSETS:
+            raise UserInputError(f"run_offsets {self.run_offsets!r}: use one of {', '.join(RUN_OFFSETS)}")
         if self.shape not in SHAPES:
-            from bayes_l2l.errors import UserInputError
-
             raise UserInputError(f"shape {self.shape!r}: use one of {', '.join(SHAPES)}")
-        for d, default in ((self.effect_scale, 0.3), (self.base_sd, 1.0)):
-            d.setdefault("q", default)  # configs saved before the curvature option
+        # scales not given (configs saved before an option existed) take the defaults; the caller's dicts
+        # are not modified
+        self.effect_scale = {**DEFAULT_EFFECT_SCALE, **self.effect_scale}
+        self.base_sd = {**DEFAULT_BASE_SD, **self.base_sd}
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
