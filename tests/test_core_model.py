@@ -345,6 +345,11 @@ def test_compute_component_and_user_priors() -> None:
         assert set(post.dt[group].data_vars) == set(dense.dt[group].data_vars), group
     for group in ("prior_predictive", "log_likelihood", "observed_data"):
         assert {"y", "x_obs"} <= set(post.dt[group].data_vars), group
+    # prior predictive draws are draws (drawn in numpy from each prior draw's likelihood), not the data
+    for site, observed in (("y", design.y), ("x_obs", design.x)):
+        pp = post.dt["prior_predictive"][site].values[0]
+        assert np.isfinite(pp).all() and pp.shape == (2000, observed.size), site
+        assert (pp.std(axis=0) > 1e-3).all() and not np.allclose(pp[0], observed), site
     off = fit(design, ModelConfig(use_compute=False), seed=0, chains=2, draws=30, warmup=30)
     assert off.settings["compute_component"] is False and "cl_alpha" not in off.dt["posterior"]
 

@@ -405,12 +405,6 @@ def _mcmc(kernel: NUTS, *, chains: int, draws: int, warmup: int, progress: bool)
     )
 
 
-def _prior_data(data: ModelData) -> ModelData:
-    from dataclasses import replace
-
-    return replace(data, y=None)
-
-
 OBSERVED_SITES = ("y", "x_obs")
 """The model's observed sites: in prior_predictive (not prior) of a posterior's DataTree, as az.from_numpyro."""
 LAPLACE_MAX_VAR = 4.0
@@ -565,14 +559,14 @@ def _datatree(
     pointwise log-likelihood, prior draws and observed data added as ``az.from_numpyro`` would."""
     n_chain, n_draw = next(iter(latent.values())).shape[:2]
     flat = {k: jax.numpy.asarray(v.reshape(n_chain * n_draw, *v.shape[2:])) for k, v in latent.items()}
-    derived, ll = _replay(flat, data, config, structure)
+    derived, ll = _derived_and_loglik(flat, data, config, structure)
 
     def by_chain(v) -> np.ndarray:  # noqa: ANN001
         v = np.asarray(v)
         return v.reshape(n_chain, n_draw, *v.shape[1:])
 
     latent_or_derived = set(flat) | set(structure.deterministic)
-    prior = _prior_draws(data, config, seed + 1)
+    prior = _prior_draws(data, config, seed + 1, structure=structure)
     return az.from_dict(
         {
             "posterior": {k: by_chain(v) for k, v in {**flat, **derived}.items()},
@@ -594,22 +588,50 @@ PRIOR_DRAWS = 2000
 
 
 def _prior_draws(
-    data: ModelData, config: ModelConfig, seed: int, n: int = PRIOR_DRAWS
+    data: ModelData,
+    config: ModelConfig,
+    seed: int,
+    n: int = PRIOR_DRAWS,
+    structure: _ModelStructure | None = None,
 ) -> dict[str, np.ndarray]:
-    """``n`` joint draws of every site from the prior (y, x_obs unobserved; NumPyro's Predictive)."""
-    draws = Predictive(l2l_model, num_samples=n)(jax.random.PRNGKey(seed), _prior_data(data), config)
-    return {k: np.asarray(v) for k, v in draws.items()}
+    """``n`` joint draws from the prior: every latent and deterministic site (NumPyro's Predictive, run with the
+    data observed so that nothing observed is sampled there), and the observed sites' prior predictive (y, and
+    x_obs of the compute component) drawn in numpy from each draw's Student-t / Normal. JAX's Student-t
+    sampler (a gamma rejection loop) took 15 s for 2,000 x 6,000 values on the 2-core CPU, numpy 0.5 s
+    (benchmarks/RESULTS.md, fixed costs)."""
+    structure = structure or _model_structure(data, config)
+    draws = Predictive(l2l_model, num_samples=n)(jax.random.PRNGKey(seed), data, config)
+    out = {k: np.asarray(v) for k, v in draws.items() if k not in OBSERVED_SITES}
+    latent = {k: jax.numpy.asarray(out[k]) for k in structure.shapes}
+    observed = [k for k in OBSERVED_SITES if k in structure.observed]
+
+    def one(draw):  # noqa: ANN001, ANN202
+        model = numpyro.handlers.substitute(numpyro.handlers.seed(l2l_model, 0), data=draw)
+        tr = numpyro.handlers.trace(model).get_trace(data, config)
+        return {k: (tr[k]["fn"].loc, tr[k]["fn"].scale, getattr(tr[k]["fn"], "df", None)) for k in observed}
+
+    rng = np.random.default_rng(seed)
+    for k, (loc, scale, df) in _map_compiled(one, latent).items():
+        out[k] = loc + scale * (rng.standard_normal(loc.shape) if df is None else rng.standard_t(df))
+    return out
 
 
 REPLAY_BATCH = 256
-"""Draws per vectorised batch when replaying the model on posterior draws (bounds memory: batch x points)."""
+"""Draws per vectorised batch when running the model on many draws (bounds memory: batch x points)."""
 
 
-def _replay(
+def _map_compiled(one: Any, inputs: Any) -> Any:
+    """``one`` applied along the leading axis of ``inputs`` in one compiled pass (REPLAY_BATCH at a time,
+    vectorised), as numpy arrays."""
+    out = jax.jit(lambda d: jax.lax.map(one, d, batch_size=REPLAY_BATCH))(inputs)
+    return jax.tree.map(np.asarray, out)
+
+
+def _derived_and_loglik(
     latent: dict[str, Any], data: ModelData, config: ModelConfig, structure: _ModelStructure
 ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-    """Deterministic sites and pointwise log-likelihood of every draw (leading axis of ``latent``), in one
-    compiled pass: what Predictive and numpyro's log_likelihood give, with one compilation instead of two."""
+    """Deterministic sites and pointwise log-likelihood of every draw: what Predictive and numpyro's
+    log_likelihood give, with one compilation instead of two."""
 
     def one(draw):  # noqa: ANN001, ANN202
         model = numpyro.handlers.substitute(numpyro.handlers.seed(l2l_model, 0), data=draw)
@@ -618,8 +640,7 @@ def _replay(
         ll = {k: tr[k]["fn"].log_prob(tr[k]["value"]) for k in structure.observed}
         return det, ll
 
-    det, ll = jax.jit(lambda d: jax.lax.map(one, d, batch_size=REPLAY_BATCH))(latent)
-    return {k: np.asarray(v) for k, v in det.items()}, {k: np.asarray(v) for k, v in ll.items()}
+    return _map_compiled(one, latent)
 
 
 def _fit_approx(
