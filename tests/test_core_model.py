@@ -198,6 +198,24 @@ def test_cli_fit_diagonal_mass_is_used_and_recorded(small_table, tmp_path, capsy
     assert fit["settings"]["mass"] == "diag" and seen == [False]
 
 
+def test_cli_fit_takes_the_shape_and_run_offset_options(small_table, tmp_path, capsys) -> None:
+    table, _ = small_table
+    path = table.to_parquet(tmp_path / "t.parquet")
+    args = ["fit", str(path), "--x", "val/c4", "--y", "test/hellaswag", "--factor", "pretraining_data"]
+    args += ["--method", "approx", "--draws", "200"]
+    assert main([*args, "--shape", "cubic", "-o", str(tmp_path / "bad")]) == 2
+    assert "shape 'cubic': use one of logkappa, curvature" in capsys.readouterr().err
+    assert main([*args, "--run-offsets", "both", "-o", str(tmp_path / "bad")]) == 2
+    assert not (tmp_path / "bad").exists()
+    out = tmp_path / "post"
+    assert main([*args, "--shape", "curvature", "--run-offsets", "centred", "-o", str(out)]) == 0
+    config = json.loads((out / "fit.json").read_text())["config"]
+    assert config["shape"] == "curvature" and config["run_offsets"] == "centred"
+    post = load(out)
+    assert "base_q" in post.dt["posterior"] and "run_offset" in post.dt["posterior"]
+    assert "z_run" not in post.dt["posterior"]  # centred: the offsets are the latent sites
+
+
 def test_laplace_whitened_nuts_samples_the_same_posterior(small_table, tmp_path) -> None:
     """--mass laplace changes the sampler's coordinates only: same posterior as dense NUTS, full record."""
     table, _ = small_table

@@ -49,6 +49,8 @@ def fit_from_options(
     prior_ex: str | None = None,
     prior_ey: str | None = None,
     effect_prior: str = "normal",
+    shape: str = "logkappa",
+    run_offsets: str = "noncentred",
     target_accept: float = 0.95,
     mass: str = "laplace",
     progress: bool = False,
@@ -93,6 +95,8 @@ def fit_from_options(
         prior_Ex=_pair(prior_ex, "--prior-ex"),
         prior_Ey=_pair(prior_ey, "--prior-ey"),
         effect_prior=effect_prior,
+        shape=shape,
+        run_offsets=run_offsets,
     )
     if paper_mode:
         config, notes = paper_mode_config(design, config)
@@ -222,6 +226,21 @@ def fit_command(
         str,
         typer.Option(help="Effect prior: normal (fixed scales) or hierarchical (scale learned per factor)."),
     ] = "normal",
+    shape: Annotated[
+        str,
+        typer.Option(
+            help="Third linear predictor: logkappa (default) or curvature ((kappa - 1) / (x_ref - Ex), the "
+            "direction the data identify; with --run-offsets centred it samples tables of thousands of "
+            "checkpoints about 10x faster, benchmarks/RESULTS.md)."
+        ),
+    ] = "logkappa",
+    run_offsets: Annotated[
+        str,
+        typer.Option(
+            help="Run offsets: noncentred (default; right when runs are few or short) or centred (faster "
+            "when there are many runs with many checkpoints each, e.g. 60 runs of 25+)."
+        ),
+    ] = "noncentred",
     target_accept: Annotated[
         float, typer.Option(help="NUTS target acceptance (raise to 0.99 on divergences).")
     ] = 0.95,
@@ -265,6 +284,8 @@ def fit_command(
         prior_ex=prior_ex,
         prior_ey=prior_ey,
         effect_prior=effect_prior,
+        shape=shape,
+        run_offsets=run_offsets,
         target_accept=target_accept,
         mass=mass,
     )
