@@ -630,8 +630,7 @@ def _prior_draws(
     observed = [k for k in OBSERVED_SITES if k in structure.observed]
 
     def one(draw):  # noqa: ANN001, ANN202
-        model = numpyro.handlers.substitute(numpyro.handlers.seed(l2l_model, 0), data=draw)
-        tr = numpyro.handlers.trace(model).get_trace(data, config)
+        tr = _trace_at(draw, data, config)
         return {k: (tr[k]["fn"].loc, tr[k]["fn"].scale, getattr(tr[k]["fn"], "df", None)) for k in observed}
 
     rng = np.random.default_rng(seed)
@@ -642,6 +641,12 @@ def _prior_draws(
 
 REPLAY_BATCH = 256
 """Draws per vectorised batch when running the model on many draws (bounds memory: batch x points)."""
+
+
+def _trace_at(draw: dict[str, Any], data: ModelData, config: ModelConfig) -> dict[str, Any]:
+    """The model's trace with its latent sites set to one draw."""
+    model = numpyro.handlers.substitute(numpyro.handlers.seed(l2l_model, 0), data=draw)
+    return numpyro.handlers.trace(model).get_trace(data, config)
 
 
 def _map_compiled(one: Any, inputs: Any) -> Any:
@@ -658,8 +663,7 @@ def _derived_and_loglik(
     log_likelihood give, with one compilation instead of two."""
 
     def one(draw):  # noqa: ANN001, ANN202
-        model = numpyro.handlers.substitute(numpyro.handlers.seed(l2l_model, 0), data=draw)
-        tr = numpyro.handlers.trace(model).get_trace(data, config)
+        tr = _trace_at(draw, data, config)
         det = {k: tr[k]["value"] for k in structure.deterministic}
         ll = {k: tr[k]["fn"].log_prob(tr[k]["value"]) for k in structure.observed}
         return det, ll
