@@ -13,6 +13,9 @@ SHARED = Path(os.environ.get("BAYES_L2L_SHARED", REPO.parent / "shared"))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+# Compiled programs of the tests' fits go to the checkout (ignored by git), not the user's ~/.cache; fits of the
+# same tables in one run, and later runs, load them instead of compiling (bayes_l2l.compile_cache).
+os.environ.setdefault("BAYES_L2L_COMPILE_CACHE", str(REPO / ".jax-cache"))
 
 
 def shared_path(*parts: str) -> Path:

@@ -39,6 +39,7 @@ import xarray as xr  # noqa: E402
 from numpyro.infer import MCMC, NUTS, Predictive, init_to_value  # noqa: E402
 from numpyro.infer.util import transform_fn  # noqa: E402
 
+from bayes_l2l.compile_cache import configure_compilation_cache  # noqa: E402
 from bayes_l2l.design import Design  # noqa: E402
 from bayes_l2l.errors import UserInputError  # noqa: E402
 from bayes_l2l.model import (  # noqa: E402
@@ -52,6 +53,8 @@ from bayes_l2l.model import (  # noqa: E402
 )
 
 numpyro.enable_x64()
+COMPILE_CACHE = configure_compilation_cache()
+"""Folder of JAX's persistent compilation cache (None: off); see :mod:`bayes_l2l.compile_cache`."""
 
 RHAT_MAX = 1.01
 ESS_MIN = 400
