@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 
 from bayes_l2l import infer
+from bayes_l2l.compile_cache import use_cache_dir
 from bayes_l2l.design import Design, Question, build_design
 from bayes_l2l.model import RUN_OFFSETS, SHAPES, SOFTPLUS_SHARPNESS, ModelConfig, ModelData
 from bayes_l2l.simulate import SimulationSpec, simulate_table
@@ -250,18 +251,6 @@ def run_nutpie(
     }
 
 
-def use_compile_cache(folder: Path | str | None) -> str | None:
-    """Point JAX's persistent compilation cache at ``folder`` (None: off) from the next compilation on;
-    returns the folder it pointed at before."""
-    import jax
-    from jax.experimental.compilation_cache import compilation_cache
-
-    before = jax.config.jax_compilation_cache_dir
-    compilation_cache.reset_cache()
-    jax.config.update("jax_compilation_cache_dir", None if folder is None else str(folder))
-    return before
-
-
 # ----------------------------------------------------------------------------------------- approx
 def effect_distance(
     nuts: infer.Posterior, approx: infer.Posterior | dict[str, np.ndarray]
@@ -318,11 +307,11 @@ def main(argv: list[str] | None = None) -> int:
     config = ModelConfig(shape=args.shape, run_offsets=args.run_offsets)
     args.out.mkdir(parents=True, exist_ok=True)
     cache_root = Path(tempfile.mkdtemp(prefix="bayes-l2l-speed-cache-"))
-    users_cache = use_compile_cache(cache_root / "nuts")  # empty: the fits below compile from scratch
+    users_cache = use_cache_dir(cache_root / "nuts")  # empty: the fits below compile from scratch
     try:
         results = _measure(args, config, cache_root)
     finally:
-        use_compile_cache(users_cache)
+        use_cache_dir(users_cache)
         shutil.rmtree(cache_root, ignore_errors=True)
     (args.out / "results.json").write_text(json.dumps(results, indent=1, default=float))
     print(json.dumps(results, indent=1, default=float))
@@ -368,14 +357,14 @@ def _measure(args: argparse.Namespace, config: ModelConfig, cache_root: Path) ->
         results["numpyro_warm_cache"] = again
         log(f"bayes-l2l, same table again (programs in the cache): {again['wall_s']:.1f} s")
     if not args.skip_approx:
-        use_compile_cache(cache_root / "approx")  # empty again: the first approx fit compiles everything
+        use_cache_dir(cache_root / "approx")  # empty again: the first approx fit compiles everything
         for label in ("approx", "approx_warm_cache"):
             t0 = time.perf_counter()
             approx = infer.fit(design, config, method="approx", seed=0)
             wall = time.perf_counter() - t0
             results[label] = {"wall_s": wall, **effect_distance(post, approx)}
             log(f"{label}: {wall:.1f} s; {results[label]}")
-        use_compile_cache(cache_root / "nuts")
+        use_cache_dir(cache_root / "nuts")
 
     if not args.skip_growth:
         growth = []

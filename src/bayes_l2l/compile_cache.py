@@ -36,6 +36,17 @@ def default_cache_dir() -> Path:
     return Path(base) / "bayes-l2l" / "jax"
 
 
+def use_cache_dir(folder: Path | str | None) -> str | None:
+    """Point JAX's persistent compilation cache at ``folder`` (None: off) from the next compilation on, also
+    after JAX has opened a cache; returns the folder it pointed at before."""
+    from jax.experimental.compilation_cache import compilation_cache
+
+    before = jax.config.jax_compilation_cache_dir
+    compilation_cache.reset_cache()
+    jax.config.update("jax_compilation_cache_dir", None if folder is None else str(folder))
+    return before
+
+
 def configure_compilation_cache() -> Path | None:
     """Point JAX's persistent compilation cache at bayes-l2l's folder; returns the folder in use, or None."""
     setting = os.environ.get(ENV, "").strip()
@@ -50,7 +61,7 @@ def configure_compilation_cache() -> Path | None:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError:
         return None
-    jax.config.update("jax_compilation_cache_dir", str(folder))
+    use_cache_dir(folder)
     if "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS" not in os.environ:
         jax.config.update("jax_persistent_cache_min_compile_time_secs", MIN_COMPILE_SECONDS)
     if "JAX_COMPILATION_CACHE_MAX_SIZE" not in os.environ:
