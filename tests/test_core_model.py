@@ -387,3 +387,29 @@ def test_approximate_path_runs_and_says_so(small_table, tmp_path) -> None:
     assert post.dt.attrs["laplace_converged"] == 1
     post.save(tmp_path / "approx")
     assert load(tmp_path / "approx").method == "approx"
+
+
+def test_passes_over_draws_batch_and_pad_without_changing_numbers(small_table, monkeypatch) -> None:
+    import jax
+
+    from bayes_l2l import infer
+    from bayes_l2l.model import ModelConfig, ModelData
+
+    table, _ = small_table
+    design = build_design(table, Question(x="val/c4", y="test/hellaswag", factors=["pretraining_data"]))
+    config = ModelConfig()
+    data = ModelData.from_design(design, config)
+    whole = infer._prior_draws(data, config, seed=3, n=50)
+    # 7 draws per batch: 8 batches, the last padded with copies of the last draw (and the copies dropped)
+    monkeypatch.setattr(infer, "REPLAY_ELEMENTS", 7 * design.y.size)
+    batched = infer._prior_draws(data, config, seed=3, n=50)
+    assert set(whole) == set(batched) and {"y", "base_h", "K"} <= set(whole)
+    for k in whole:
+        assert whole[k].shape == batched[k].shape and whole[k].shape[0] == 50, k
+        np.testing.assert_allclose(whole[k], batched[k], rtol=1e-6, atol=1e-9, err_msg=k)
+    # the prior draws are draws: distinct across draws, and y varies around each draw's curve
+    assert np.unique(whole["base_h"]).size == 50 and (whole["y"].std(axis=0) > 1e-3).all()
+    latent = {k: jax.numpy.asarray(whole[k]) for k in infer._model_structure(data, config).shapes}
+    det, ll = infer._derived_and_loglik(latent, data, config, infer._model_structure(data, config))
+    np.testing.assert_allclose(det["K"], whole["K"], rtol=1e-6)
+    assert ll["y"].shape == (50, design.y.size) and np.isfinite(ll["y"]).all()

@@ -36,7 +36,7 @@ import numpy as np  # noqa: E402
 import numpyro  # noqa: E402
 import pandas as pd  # noqa: E402
 import xarray as xr  # noqa: E402
-from numpyro.infer import MCMC, NUTS, Predictive, init_to_value  # noqa: E402
+from numpyro.infer import MCMC, NUTS, init_to_value  # noqa: E402
 from numpyro.infer.util import transform_fn  # noqa: E402
 
 from bayes_l2l.compile_cache import configure_compilation_cache  # noqa: E402
@@ -621,29 +621,37 @@ def _prior_draws(
     n: int = PRIOR_DRAWS,
     structure: _ModelStructure | None = None,
 ) -> dict[str, np.ndarray]:
-    """``n`` joint draws from the prior: every latent and deterministic site (NumPyro's Predictive, run with the
-    data observed so that nothing observed is sampled there), and the observed sites' prior predictive (y, and
-    x_obs of the compute component) drawn in numpy from each draw's Student-t / Normal. JAX's Student-t
-    sampler (a gamma rejection loop) took 15 s for 2,000 x 6,000 values on the 2-core CPU, numpy 0.5 s
-    (benchmarks/RESULTS.md, fixed costs)."""
+    """``n`` joint draws from the prior: every latent and deterministic site (the model run with the data
+    observed, so that nothing observed is sampled there; one compiled pass over ``n`` keys, which also returns
+    the observed sites' likelihood parameters), and the observed sites' prior predictive (y, and x_obs of the
+    compute component) drawn in numpy from each draw's Student-t / Normal. JAX's Student-t sampler (a gamma
+    rejection loop) took 15 s for 2,000 x 6,000 values on the 2-core CPU, numpy 0.5 s (benchmarks/RESULTS.md,
+    fixed costs)."""
     structure = structure or _model_structure(data, config)
-    draws = Predictive(l2l_model, num_samples=n)(jax.random.PRNGKey(seed), data, config)
-    out = {k: np.asarray(v) for k, v in draws.items() if k not in OBSERVED_SITES}
-    latent = {k: jax.numpy.asarray(out[k]) for k in structure.shapes}
+    kept = (*structure.shapes, *structure.deterministic)
     observed = [k for k in OBSERVED_SITES if k in structure.observed]
 
-    def one(draw):  # noqa: ANN001, ANN202
-        tr = _trace_at(draw, data, config)
-        return {k: (tr[k]["fn"].loc, tr[k]["fn"].scale, getattr(tr[k]["fn"], "df", None)) for k in observed}
+    def one(key):  # noqa: ANN001, ANN202
+        tr = numpyro.handlers.trace(numpyro.handlers.seed(l2l_model, key)).get_trace(data, config)
+        values = {k: tr[k]["value"] for k in kept}
+        params = {k: (tr[k]["fn"].loc, tr[k]["fn"].scale, getattr(tr[k]["fn"], "df", None)) for k in observed}
+        return values, params
 
+    keys = jax.random.split(jax.random.PRNGKey(seed), n)
+    out, params = _map_compiled(one, keys, data.y.size)
     rng = np.random.default_rng(seed)
-    for k, (loc, scale, df) in _map_compiled(one, latent).items():
+    for k, (loc, scale, df) in params.items():
         out[k] = loc + scale * (rng.standard_normal(loc.shape) if df is None else rng.standard_t(df))
     return out
 
 
-REPLAY_BATCH = 256
-"""Draws per vectorised batch when running the model on many draws (bounds memory: batch x points)."""
+REPLAY_ELEMENTS = 16_000_000
+"""Draws x points per vectorised batch when running the model on many draws (bounds memory to about 1 GB on
+the CPU; 2,000 draws of a 6,000-point table run as one batch)."""
+REPLAY_COMPILER_OPTIONS = {"xla_backend_optimization_level": 1}
+"""XLA's CPU backend at level 1 (default 2) for the passes over draws: compiling the prior draws' pass of the
+6,000-checkpoint speed table took 1.74 s instead of 2.73 s, with the same run time (0.14 s) and the same numbers
+(benchmarks/RESULTS.md, fixed costs)."""
 
 
 def _trace_at(draw: dict[str, Any], data: ModelData, config: ModelConfig) -> dict[str, Any]:
@@ -652,11 +660,21 @@ def _trace_at(draw: dict[str, Any], data: ModelData, config: ModelConfig) -> dic
     return numpyro.handlers.trace(model).get_trace(data, config)
 
 
-def _map_compiled(one: Any, inputs: Any) -> Any:
-    """``one`` applied along the leading axis of ``inputs`` in one compiled pass (REPLAY_BATCH at a time,
-    vectorised), as numpy arrays."""
-    out = jax.jit(lambda d: jax.lax.map(one, d, batch_size=REPLAY_BATCH))(inputs)
-    return jax.tree.map(np.asarray, out)
+def _map_compiled(one: Any, inputs: Any, points: int) -> Any:
+    """``one`` applied along the leading axis of ``inputs`` in one compiled pass, as numpy arrays: vectorised
+    in equal batches of at most REPLAY_ELEMENTS / ``points`` draws (the last batch padded with copies of the
+    last draw, so that one program serves every batch)."""
+    n = len(jax.tree.leaves(inputs)[0])
+    n_batches = -(-n * max(points, 1) // REPLAY_ELEMENTS)
+    batch = -(-n // n_batches)
+    pad = batch * n_batches - n
+    if pad:
+        inputs = jax.tree.map(
+            lambda v: jax.numpy.concatenate([v, jax.numpy.repeat(v[-1:], pad, axis=0)]), inputs
+        )
+    run = jax.jit(lambda d: jax.lax.map(one, d, batch_size=batch), compiler_options=REPLAY_COMPILER_OPTIONS)
+    out = run(inputs)
+    return jax.tree.map(lambda v: np.asarray(v)[:n], out)
 
 
 def _derived_and_loglik(
@@ -671,7 +689,7 @@ def _derived_and_loglik(
         ll = {k: tr[k]["fn"].log_prob(tr[k]["value"]) for k in structure.observed}
         return det, ll
 
-    return _map_compiled(one, latent)
+    return _map_compiled(one, latent, data.y.size)
 
 
 def _fit_approx(
