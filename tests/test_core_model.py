@@ -413,3 +413,25 @@ def test_passes_over_draws_batch_and_pad_without_changing_numbers(small_table, m
     det, ll = infer._derived_and_loglik(latent, data, config, infer._model_structure(data, config))
     np.testing.assert_allclose(det["K"], whole["K"], rtol=1e-6)
     assert ll["y"].shape == (50, design.y.size) and np.isfinite(ll["y"]).all()
+
+
+def test_prior_draws_follow_the_same_prior_as_numpyro_predictive(small_table) -> None:
+    import jax
+    from numpyro.infer import Predictive
+    from scipy.stats import ks_2samp
+
+    from bayes_l2l import infer
+    from bayes_l2l.model import ModelConfig, ModelData, l2l_model
+
+    table, _ = small_table
+    design = build_design(table, Question(x="val/c4", y="test/hellaswag", factors=["pretraining_data"]))
+    config = ModelConfig()
+    data = ModelData.from_design(design, config)
+    ours = infer._prior_draws(data, config, seed=5, n=3000)
+    theirs = Predictive(l2l_model, num_samples=3000)(jax.random.PRNGKey(11), data, config)
+    for site in ("base_h", "base_u", "sigma", "sigma_run", "nu", "K", "Ex"):
+        a, b = (
+            np.asarray(ours[site]).reshape(3000, -1)[:, 0],
+            np.asarray(theirs[site]).reshape(3000, -1)[:, 0],
+        )
+        assert ks_2samp(a, b).pvalue > 1e-3, site
