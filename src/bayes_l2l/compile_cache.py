@@ -2,8 +2,9 @@
 
 Every fit compiles its model (the NUTS chain, the optimiser's gradient, the prior and posterior replays): about
 6 s of a 6,000-checkpoint fit on 2 cores, and most of ``--method approx`` (benchmarks/RESULTS.md). The programs
-depend only on the model and the table's shape, so a second fit of the same table, in a new process, can load
-them instead. Where the cache lives:
+hold the model options and the table's values as constants, so a second fit of the same table, in a new
+process, can load them instead; another table, even of the same size, compiles anew (measured:
+benchmarks/RESULTS.md, fixed costs III). Where the cache lives:
 
 - ``BAYES_L2L_COMPILE_CACHE=off`` (or ``0``, ``false``, ``no``): no cache;
 - ``BAYES_L2L_COMPILE_CACHE=<folder>``: that folder;
