@@ -409,8 +409,9 @@ def test_passes_over_draws_batch_and_pad_without_changing_numbers(small_table, m
         np.testing.assert_allclose(whole[k], batched[k], rtol=1e-6, atol=1e-9, err_msg=k)
     # the prior draws are draws: distinct across draws, and y varies around each draw's curve
     assert np.unique(whole["base_h"]).size == 50 and (whole["y"].std(axis=0) > 1e-3).all()
-    latent = {k: jax.numpy.asarray(whole[k]) for k in infer._model_structure(data, config).shapes}
-    det, ll = infer._derived_and_loglik(latent, data, config, infer._model_structure(data, config))
+    structure = infer._model_structure(data, config)
+    latent = {k: jax.numpy.asarray(whole[k]) for k in structure.shapes}
+    det, ll = infer._derived_and_loglik(latent, data, config, structure)
     np.testing.assert_allclose(det["K"], whole["K"], rtol=1e-6)
     assert ll["y"].shape == (50, design.y.size) and np.isfinite(ll["y"]).all()
 
