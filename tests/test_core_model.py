@@ -411,9 +411,10 @@ def test_passes_over_draws_batch_and_pad_without_changing_numbers(small_table, m
     assert np.unique(whole["base_h"]).size == 50 and (whole["y"].std(axis=0) > 1e-3).all()
     structure = infer._model_structure(data, config)
     latent = {k: jax.numpy.asarray(whole[k]) for k in structure.shapes}
-    det, ll = infer._derived_and_loglik(latent, data, config, structure)
+    det, ll, params = infer._replayer(data, config, structure)(latent)
     np.testing.assert_allclose(det["K"], whole["K"], rtol=1e-6)
     assert ll["y"].shape == (50, design.y.size) and np.isfinite(ll["y"]).all()
+    assert params["y"][0].shape == (50, design.y.size)
 
 
 def test_prior_draws_follow_the_same_prior_as_numpyro_predictive(small_table) -> None:

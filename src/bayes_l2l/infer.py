@@ -583,17 +583,19 @@ def _datatree(
     structure: _ModelStructure,
 ):
     """The DataTree of draws of the latent sites (each of shape (chain, draw, ...)): deterministic sites,
-    pointwise log-likelihood, prior draws and observed data added as ``az.from_numpyro`` would."""
+    pointwise log-likelihood, prior draws and observed data added as ``az.from_numpyro`` would. The posterior
+    and the prior draws are replayed by the same compiled program (:func:`_replayer`)."""
     n_chain, n_draw = next(iter(latent.values())).shape[:2]
-    flat = {k: jax.numpy.asarray(v.reshape(n_chain * n_draw, *v.shape[2:])) for k, v in latent.items()}
-    derived, ll = _derived_and_loglik(flat, data, config, structure)
+    flat = {k: np.asarray(v).reshape(n_chain * n_draw, *v.shape[2:]) for k, v in latent.items()}
+    replay = _replayer(data, config, structure)
+    derived, ll, _ = replay(flat, keep=("deterministic", "log_likelihood"))
 
     def by_chain(v) -> np.ndarray:  # noqa: ANN001
         v = np.asarray(v)
         return v.reshape(n_chain, n_draw, *v.shape[1:])
 
     latent_or_derived = set(flat) | set(structure.deterministic)
-    prior = _prior_draws(data, config, seed + 1, structure=structure)
+    prior = _prior_draws(data, config, seed + 1, structure=structure, replay=replay)
     return az.from_dict(
         {
             "posterior": {k: by_chain(v) for k, v in {**flat, **derived}.items()},
@@ -620,25 +622,25 @@ def _prior_draws(
     seed: int,
     n: int = PRIOR_DRAWS,
     structure: _ModelStructure | None = None,
+    replay: Any = None,
 ) -> dict[str, np.ndarray]:
-    """``n`` joint draws from the prior: every latent and deterministic site (the model run with the data
-    observed, so that nothing observed is sampled there; one compiled pass over ``n`` keys, which also returns
-    the observed sites' likelihood parameters), and the observed sites' prior predictive (y, and x_obs of the
-    compute component) drawn in numpy from each draw's Student-t / Normal. JAX's Student-t sampler (a gamma
-    rejection loop) took 15 s for 2,000 x 6,000 values on the 2-core CPU, numpy 0.5 s (benchmarks/RESULTS.md,
-    fixed costs)."""
+    """``n`` joint draws from the prior: the latent sites (the model run forward from ``n`` keys; a small
+    program, since nothing else it computes is returned), their deterministic sites and the observed sites'
+    likelihood parameters (``replay``: the program that replays the posterior draws, :func:`_replayer`), and
+    the observed sites' prior predictive (y, and x_obs of the compute component) drawn in numpy from each
+    draw's Student-t / Normal. JAX's Student-t sampler (a gamma rejection loop) took 15 s for 2,000 x 6,000
+    values on the 2-core CPU, numpy 0.5 s (benchmarks/RESULTS.md, fixed costs)."""
     structure = structure or _model_structure(data, config)
-    kept = (*structure.shapes, *structure.deterministic)
-    observed = [k for k in OBSERVED_SITES if k in structure.observed]
+    replay = replay or _replayer(data, config, structure)
 
     def one(key):  # noqa: ANN001, ANN202
         tr = numpyro.handlers.trace(numpyro.handlers.seed(l2l_model, key)).get_trace(data, config)
-        values = {k: tr[k]["value"] for k in kept}
-        params = {k: (tr[k]["fn"].loc, tr[k]["fn"].scale, getattr(tr[k]["fn"], "df", None)) for k in observed}
-        return values, params
+        return {k: tr[k]["value"] for k in structure.shapes}
 
     keys = jax.random.split(jax.random.PRNGKey(seed), n)
-    out, params = _map_compiled(one, keys, data.y.size)
+    latent = jax.tree.map(np.asarray, jax.jit(jax.vmap(one), compiler_options=REPLAY_COMPILER_OPTIONS)(keys))
+    derived, _, params = replay(latent, keep=("deterministic", "params"))
+    out = {**latent, **derived}
     rng = np.random.default_rng(seed)
     for k, (loc, scale, df) in params.items():
         out[k] = loc + scale * (rng.standard_normal(loc.shape) if df is None else rng.standard_t(df))
@@ -660,36 +662,53 @@ def _trace_at(draw: dict[str, Any], data: ModelData, config: ModelConfig) -> dic
     return numpyro.handlers.trace(model).get_trace(data, config)
 
 
-def _map_compiled(one: Any, inputs: Any, points: int) -> Any:
-    """``one`` applied along the leading axis of ``inputs`` in one compiled pass, as numpy arrays: vectorised
-    in equal batches of at most REPLAY_ELEMENTS / ``points`` draws (the last batch padded with copies of the
-    last draw, so that one program serves every batch)."""
-    n = len(jax.tree.leaves(inputs)[0])
-    n_batches = -(-n * max(points, 1) // REPLAY_ELEMENTS)
-    batch = -(-n // n_batches)
-    pad = batch * n_batches - n
-    if pad:
-        inputs = jax.tree.map(
-            lambda v: jax.numpy.concatenate([v, jax.numpy.repeat(v[-1:], pad, axis=0)]), inputs
-        )
-    run = jax.jit(lambda d: jax.lax.map(one, d, batch_size=batch), compiler_options=REPLAY_COMPILER_OPTIONS)
-    out = run(inputs)
-    return jax.tree.map(lambda v: np.asarray(v)[:n], out)
+def _replay_batch(points: int) -> int:
+    """Draws per batch of a replay: PRIOR_DRAWS, or fewer where draws x points would exceed REPLAY_ELEMENTS.
+    One size per table, so that the prior draws and the posterior draws (1 or 2 batches for the default
+    2,000 approximate or 4 x 1,000 NUTS draws) run the same compiled program."""
+    return max(1, min(PRIOR_DRAWS, REPLAY_ELEMENTS // max(points, 1)))
 
 
-def _derived_and_loglik(
-    latent: dict[str, Any], data: ModelData, config: ModelConfig, structure: _ModelStructure
-) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-    """Deterministic sites and pointwise log-likelihood of every draw: what Predictive and numpyro's
-    log_likelihood give, with one compilation instead of two."""
+REPLAY_PARTS = ("deterministic", "log_likelihood", "params")
+
+
+def _leading(tree: Any, size: int) -> Any:
+    """The first ``size`` entries along the leading axis of every array of a pytree, as numpy arrays."""
+    return jax.tree.map(lambda v: np.asarray(v)[:size], tree)
+
+
+def _replayer(data: ModelData, config: ModelConfig, structure: _ModelStructure) -> Any:
+    """A function of latent draws (a dict of arrays with a leading draw axis) and the parts to keep, returning
+    (deterministic sites, pointwise log-likelihood, observed sites' (loc, scale, df)) as numpy arrays ({} for
+    a part not kept): what Predictive and NumPyro's log_likelihood give, from one compiled program run in
+    equal batches of :func:`_replay_batch` draws (the last batch padded with copies of the last draw)."""
+    observed = [k for k in OBSERVED_SITES if k in structure.observed]
 
     def one(draw):  # noqa: ANN001, ANN202
         tr = _trace_at(draw, data, config)
         det = {k: tr[k]["value"] for k in structure.deterministic}
         ll = {k: tr[k]["fn"].log_prob(tr[k]["value"]) for k in structure.observed}
-        return det, ll
+        params = {k: (tr[k]["fn"].loc, tr[k]["fn"].scale, getattr(tr[k]["fn"], "df", None)) for k in observed}
+        return det, ll, params
 
-    return _map_compiled(one, latent, data.y.size)
+    run = jax.jit(jax.vmap(one), compiler_options=REPLAY_COMPILER_OPTIONS)
+    batch = _replay_batch(data.y.size)
+
+    def replay(latent: dict[str, Any], keep: tuple[str, ...] = REPLAY_PARTS) -> tuple[dict, dict, dict]:
+        n = len(next(iter(latent.values())))
+        kept: list[list[Any]] = []
+        for start in range(0, n, batch):
+            size = min(batch, n - start)
+            chunk = {k: np.asarray(v[start : start + size]) for k, v in latent.items()}
+            if size < batch:
+                chunk = {
+                    k: np.concatenate([v, np.repeat(v[-1:], batch - size, axis=0)]) for k, v in chunk.items()
+                }
+            out = dict(zip(REPLAY_PARTS, run(chunk), strict=True))
+            kept.append([_leading(out[p], size) if p in keep else {} for p in REPLAY_PARTS])
+        return tuple(jax.tree.map(lambda *v: np.concatenate(v), *part) for part in zip(*kept, strict=True))
+
+    return replay
 
 
 def _fit_approx(
