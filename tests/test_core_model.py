@@ -385,6 +385,18 @@ def test_approximate_path_runs_and_says_so(small_table, tmp_path) -> None:
     true_gap = truth.true_gap_summary("pretraining_data", contrast.level)["mean_gap"]
     assert abs(contrast.gap_mean - true_gap) < 0.05
     assert post.dt.attrs["laplace_converged"] == 1
+    # the prior draws, made in a background thread beside the mode search, are the foreground's draws
+    from bayes_l2l import infer
+    from bayes_l2l.model import ModelConfig, ModelData
+
+    data = ModelData.from_design(design, ModelConfig())
+    foreground = infer._prior_draws(data, ModelConfig(), seed=1)
+    for site in ("K", "sigma_run", "y"):
+        np.testing.assert_array_equal(
+            post.dt["prior" if site != "y" else "prior_predictive"][site].values[0],
+            foreground[site],
+            err_msg=site,
+        )
     post.save(tmp_path / "approx")
     assert load(tmp_path / "approx").method == "approx"
 

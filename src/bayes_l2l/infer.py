@@ -13,7 +13,9 @@ import functools
 import json
 import os
 import platform
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -463,6 +465,10 @@ class _Laplace:
     converged: bool
     iterations: int
     potential_at_mode: float
+    replay: Any
+    """The program that replays draws of the latent sites (:func:`_replayer`)."""
+    prior: _InBackground
+    """The fit's prior draws (seed + 1), started in the background before the mode search."""
 
     def scale(self, max_var: float = LAPLACE_MAX_VAR) -> np.ndarray:
         """L with L L^T = the Laplace covariance (eigenvalues of the Hessian floored, variances capped)."""
@@ -479,7 +485,9 @@ class _Laplace:
 
     def datatree(self, latent: dict[str, np.ndarray], data: ModelData, config: ModelConfig, **kwargs: Any):  # noqa: ANN201
         """:func:`_datatree` of draws around this mode, with the optimiser's outcome in the attributes."""
-        dt = _datatree(latent, data, config, structure=self.structure, **kwargs)
+        dt = _datatree(
+            latent, data, config, structure=self.structure, replay=self.replay, prior=self.prior, **kwargs
+        )
         dt.attrs["laplace_converged"] = int(self.converged)
         dt.attrs["laplace_iterations"] = self.iterations
         return dt
@@ -502,11 +510,14 @@ def _unconstrained_start(
 
 def _laplace(design: Design, data: ModelData, config: ModelConfig, seed: int) -> _Laplace:
     """The mode of the jitted potential from the least-squares start (:func:`_minimize_whitened`), then the
-    Hessian there (central differences of the same compiled gradient: no second compilation)."""
+    Hessian there (central differences of the same compiled gradient: no second compilation). The fit's
+    prior draws start first, in a background thread, and run beside the mode search."""
     from jax.flatten_util import ravel_pytree
     from numpyro.infer.util import potential_energy
 
     structure = _model_structure(data, config)
+    replay = _replayer(data, config, structure)
+    prior = _InBackground(_prior_job(data, config, seed + 1, structure=structure, replay=replay))
     start = _unconstrained_start(structure, _baseline_init(design, config), seed)
     flat0, unravel = ravel_pytree({k: jax.numpy.asarray(v, dtype=float) for k, v in start.items()})
 
@@ -532,6 +543,8 @@ def _laplace(design: Design, data: ModelData, config: ModelConfig, seed: int) ->
         converged=bool(opt.success),
         iterations=int(opt.nit),
         potential_at_mode=float(opt.fun),
+        replay=replay,
+        prior=prior,
     )
 
 
@@ -576,18 +589,19 @@ def _datatree(
     data: ModelData,
     config: ModelConfig,
     *,
-    seed: int,
     coords,  # noqa: ANN001
     dims,  # noqa: ANN001
     sample_stats: dict[str, np.ndarray],
     structure: _ModelStructure,
+    replay: Any,
+    prior: _InBackground,
 ):
     """The DataTree of draws of the latent sites (each of shape (chain, draw, ...)): deterministic sites,
-    pointwise log-likelihood, prior draws and observed data added as ``az.from_numpyro`` would. The posterior
-    and the prior draws are replayed by the same compiled program (:func:`_replayer`)."""
+    pointwise log-likelihood, prior draws (``prior``: :func:`_prior_job` running in the background) and
+    observed data added as ``az.from_numpyro`` would. The posterior and the prior draws are replayed by the
+    same compiled program, ``replay`` (:func:`_replayer`)."""
     n_chain, n_draw = next(iter(latent.values())).shape[:2]
     flat = {k: np.asarray(v).reshape(n_chain * n_draw, *v.shape[2:]) for k, v in latent.items()}
-    replay = _replayer(data, config, structure)
     derived, ll, _ = replay(flat, keep=("deterministic", "log_likelihood"))
 
     def by_chain(v) -> np.ndarray:  # noqa: ANN001
@@ -595,7 +609,7 @@ def _datatree(
         return v.reshape(n_chain, n_draw, *v.shape[1:])
 
     latent_or_derived = set(flat) | set(structure.deterministic)
-    prior = _prior_draws(data, config, seed + 1, structure=structure, replay=replay)
+    prior = prior.result()
     return az.from_dict(
         {
             "posterior": {k: by_chain(v) for k, v in {**flat, **derived}.items()},
@@ -624,12 +638,25 @@ def _prior_draws(
     structure: _ModelStructure | None = None,
     replay: Any = None,
 ) -> dict[str, np.ndarray]:
-    """``n`` joint draws from the prior: the latent sites (the model run forward from ``n`` keys; a small
-    program, since nothing else it computes is returned), their deterministic sites and the observed sites'
-    likelihood parameters (``replay``: the program that replays the posterior draws, :func:`_replayer`), and
-    the observed sites' prior predictive (y, and x_obs of the compute component) drawn in numpy from each
-    draw's Student-t / Normal. JAX's Student-t sampler (a gamma rejection loop) took 15 s for 2,000 x 6,000
-    values on the 2-core CPU, numpy 0.5 s (benchmarks/RESULTS.md, fixed costs)."""
+    """``n`` joint draws from the prior (:func:`_prior_job`, run here)."""
+    return _prior_job(data, config, seed, n, structure, replay)()
+
+
+def _prior_job(
+    data: ModelData,
+    config: ModelConfig,
+    seed: int,
+    n: int = PRIOR_DRAWS,
+    structure: _ModelStructure | None = None,
+    replay: Any = None,
+) -> Any:
+    """A function of no arguments returning ``n`` joint draws from the prior: the latent sites (the model run
+    forward from ``n`` keys; a small program, since nothing else it computes is returned), their
+    deterministic sites and the observed sites' likelihood parameters (``replay``: the program that replays
+    the posterior draws, :func:`_replayer`), and the observed sites' prior predictive (y, and x_obs of the
+    compute component) drawn in numpy from each draw's Student-t / Normal. JAX's Student-t sampler (a gamma
+    rejection loop) took 15 s for 2,000 x 6,000 values on the 2-core CPU, numpy 0.5 s (benchmarks/RESULTS.md,
+    fixed costs). The model is traced here, so that the function may run in another thread."""
     structure = structure or _model_structure(data, config)
     replay = replay or _replayer(data, config, structure)
 
@@ -638,13 +665,20 @@ def _prior_draws(
         return {k: tr[k]["value"] for k in structure.shapes}
 
     keys = jax.random.split(jax.random.PRNGKey(seed), n)
-    latent = jax.tree.map(np.asarray, jax.jit(jax.vmap(one), compiler_options=REPLAY_COMPILER_OPTIONS)(keys))
-    derived, _, params = replay(latent, keep=("deterministic", "params"))
-    out = {**latent, **derived}
-    rng = np.random.default_rng(seed)
-    for k, (loc, scale, df) in params.items():
-        out[k] = loc + scale * (rng.standard_normal(loc.shape) if df is None else rng.standard_t(df))
-    return out
+    latent_program = _compile_once(
+        jax.jit(jax.vmap(one), compiler_options=REPLAY_COMPILER_OPTIONS).lower(keys)
+    )
+
+    def draw() -> dict[str, np.ndarray]:
+        latent = jax.tree.map(np.asarray, latent_program()(keys))
+        derived, _, params = replay(latent, keep=("deterministic", "params"))
+        out = {**latent, **derived}
+        rng = np.random.default_rng(seed)
+        for k, (loc, scale, df) in params.items():
+            out[k] = loc + scale * (rng.standard_normal(loc.shape) if df is None else rng.standard_t(df))
+        return out
+
+    return draw
 
 
 REPLAY_ELEMENTS = 16_000_000
@@ -681,7 +715,10 @@ def _replayer(data: ModelData, config: ModelConfig, structure: _ModelStructure) 
     """A function of latent draws (a dict of arrays with a leading draw axis) and the parts to keep, returning
     (deterministic sites, pointwise log-likelihood, observed sites' (loc, scale, df)) as numpy arrays ({} for
     a part not kept): what Predictive and NumPyro's log_likelihood give, from one compiled program run in
-    equal batches of :func:`_replay_batch` draws (the last batch padded with copies of the last draw)."""
+    equal batches of :func:`_replay_batch` draws (the last batch padded with copies of the last draw).
+
+    The model is traced here, in the calling thread (NumPyro's effect handlers are global, so models must not
+    be traced in two threads at once); the program is compiled on first use, in whichever thread that is."""
     observed = [k for k in OBSERVED_SITES if k in structure.observed]
 
     def one(draw):  # noqa: ANN001, ANN202
@@ -691,24 +728,55 @@ def _replayer(data: ModelData, config: ModelConfig, structure: _ModelStructure) 
         params = {k: (tr[k]["fn"].loc, tr[k]["fn"].scale, getattr(tr[k]["fn"], "df", None)) for k in observed}
         return det, ll, params
 
-    run = jax.jit(jax.vmap(one), compiler_options=REPLAY_COMPILER_OPTIONS)
     batch = _replay_batch(data.y.size)
+    example = {k: jax.ShapeDtypeStruct((batch, *shape), np.float64) for k, shape in structure.shapes.items()}
+    run = _compile_once(jax.jit(jax.vmap(one), compiler_options=REPLAY_COMPILER_OPTIONS).lower(example))
 
     def replay(latent: dict[str, Any], keep: tuple[str, ...] = REPLAY_PARTS) -> tuple[dict, dict, dict]:
         n = len(next(iter(latent.values())))
         kept: list[list[Any]] = []
         for start in range(0, n, batch):
             size = min(batch, n - start)
-            chunk = {k: np.asarray(v[start : start + size]) for k, v in latent.items()}
+            chunk = {k: np.asarray(v[start : start + size], dtype=np.float64) for k, v in latent.items()}
             if size < batch:
                 chunk = {
                     k: np.concatenate([v, np.repeat(v[-1:], batch - size, axis=0)]) for k, v in chunk.items()
                 }
-            out = dict(zip(REPLAY_PARTS, run(chunk), strict=True))
+            out = dict(zip(REPLAY_PARTS, run()(chunk), strict=True))
             kept.append([_leading(out[p], size) if p in keep else {} for p in REPLAY_PARTS])
         return tuple(jax.tree.map(lambda *v: np.concatenate(v), *part) for part in zip(*kept, strict=True))
 
     return replay
+
+
+def _compile_once(lowered: Any) -> Any:
+    """A function returning ``lowered.compile()``, compiled at its first call (one compilation when several
+    threads call it)."""
+    lock = threading.Lock()
+    compiled: list[Any] = []
+
+    def get() -> Any:
+        with lock:
+            if not compiled:
+                compiled.append(lowered.compile())
+        return compiled[0]
+
+    return get
+
+
+class _InBackground:
+    """A function of no arguments run in a background thread; ``result()`` waits for it (and re-raises its
+    error). The prior draws of a fit (compiling and running their programs, 2 s cold on the 6,000-checkpoint
+    table) run beside the mode search and the sampler: everything they trace is traced before the thread
+    starts."""
+
+    def __init__(self, work: Any) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bayes-l2l-prior")
+        self._future = self._pool.submit(work)
+        self._pool.shutdown(wait=False)
+
+    def result(self) -> Any:
+        return self._future.result()
 
 
 def _fit_approx(
@@ -730,7 +798,7 @@ def _fit_approx(
     z = np.random.default_rng(seed).multivariate_normal(lap.mode, cov, size=draws)
     constrained = lap.constrain(z[None])
     lp = np.full((1, draws), -lap.potential_at_mode)
-    dt = lap.datatree(constrained, data, config, seed=seed, coords=coords, dims=dims, sample_stats={"lp": lp})
+    dt = lap.datatree(constrained, data, config, coords=coords, dims=dims, sample_stats={"lp": lp})
     dt.attrs["laplace_min_hessian_eigenvalue"] = float(lap.eigval.min())
     return dt
 
@@ -791,7 +859,7 @@ def _nuts_laplace(
         "tree_depth": depth,
         "reached_max_tree_depth": depth >= max_tree_depth,
     }
-    dt = lap.datatree(constrained, data, config, seed=seed, coords=coords, dims=dims, sample_stats=stats)
+    dt = lap.datatree(constrained, data, config, coords=coords, dims=dims, sample_stats=stats)
     return dt
 
 
