@@ -390,7 +390,7 @@ def test_approximate_path_runs_and_says_so(small_table, tmp_path) -> None:
     from bayes_l2l.model import ModelConfig, ModelData
 
     data = ModelData.from_design(design, ModelConfig())
-    foreground = infer._prior_draws(data, ModelConfig(), seed=1)
+    foreground = infer._prior_job(data, ModelConfig(), seed=1)()
     for site in ("K", "sigma_run", "y"):
         np.testing.assert_array_equal(
             post.dt["prior" if site != "y" else "prior_predictive"][site].values[0],
@@ -411,10 +411,10 @@ def test_passes_over_draws_batch_and_pad_without_changing_numbers(small_table, m
     design = build_design(table, Question(x="val/c4", y="test/hellaswag", factors=["pretraining_data"]))
     config = ModelConfig()
     data = ModelData.from_design(design, config)
-    whole = infer._prior_draws(data, config, seed=3, n=50)
+    whole = infer._prior_job(data, config, seed=3, n=50)()
     # 7 draws per batch: 8 batches, the last padded with copies of the last draw (and the copies dropped)
     monkeypatch.setattr(infer, "REPLAY_ELEMENTS", 7 * design.y.size)
-    batched = infer._prior_draws(data, config, seed=3, n=50)
+    batched = infer._prior_job(data, config, seed=3, n=50)()
     assert set(whole) == set(batched) and {"y", "base_h", "K"} <= set(whole)
     for k in whole:
         assert whole[k].shape == batched[k].shape and whole[k].shape[0] == 50, k
@@ -441,7 +441,7 @@ def test_prior_draws_follow_the_same_prior_as_numpyro_predictive(small_table) ->
     design = build_design(table, Question(x="val/c4", y="test/hellaswag", factors=["pretraining_data"]))
     config = ModelConfig()
     data = ModelData.from_design(design, config)
-    ours = infer._prior_draws(data, config, seed=5, n=3000)
+    ours = infer._prior_job(data, config, seed=5, n=3000)()
     theirs = Predictive(l2l_model, num_samples=3000)(jax.random.PRNGKey(11), data, config)
     for site in ("base_h", "base_u", "sigma", "sigma_run", "nu", "K", "Ex"):
         a, b = (

@@ -367,7 +367,7 @@ def fit(
         mcmc = _mcmc(kernel, chains=chains, draws=draws, warmup=warmup, progress=progress)
         mcmc.run(jax.random.PRNGKey(seed), extra_fields=("diverging", "num_steps", "energy"))
         dt = az.from_numpyro(
-            mcmc, prior=_prior_draws(data, config, seed + 1), log_likelihood=True, coords=coords, dims=dims
+            mcmc, prior=_prior_job(data, config, seed + 1)(), log_likelihood=True, coords=coords, dims=dims
         )
     elif method == "approx":
         dt = _fit_approx(
@@ -628,18 +628,6 @@ def _datatree(
 
 
 PRIOR_DRAWS = 2000
-
-
-def _prior_draws(
-    data: ModelData,
-    config: ModelConfig,
-    seed: int,
-    n: int = PRIOR_DRAWS,
-    structure: _ModelStructure | None = None,
-    replay: Any = None,
-) -> dict[str, np.ndarray]:
-    """``n`` joint draws from the prior (:func:`_prior_job`, run here)."""
-    return _prior_job(data, config, seed, n, structure, replay)()
 
 
 def _prior_job(
