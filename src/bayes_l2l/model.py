@@ -50,7 +50,7 @@ PAPER_PARAMS: tuple[str, ...] = ("logK", "logkappa")
 CURVATURE_PARAMS: tuple[str, ...] = ("h", "logs", "q", "u")
 """``shape='curvature'``: q = (kappa - 1) / (x_ref - Ex) (1/nats) replaces log kappa."""
 SHAPES: tuple[str, ...] = ("logkappa", "curvature")
-RUN_OFFSETS: tuple[str, ...] = ("noncentred", "centred")
+RUN_OFFSETS: tuple[str, ...] = ("noncentred", "centred", "split")
 DEFAULT_EFFECT_SCALE: dict[str, float] = {
     "h": 0.3,
     "logs": 0.3,
@@ -90,7 +90,10 @@ class ModelConfig:
     fixed_Ey: list[float] | None = None
     run_offsets: str = "noncentred"
     """'noncentred': b_r = sigma_run * z_r, z_r ~ Normal(0, 1); 'centred': b_r ~ Normal(0, sigma_run) (less
-    warm-up on tables with many checkpoints per run, but divergences: benchmarks/RESULTS.md)."""
+    warm-up on tables with many checkpoints per run, but divergences: benchmarks/RESULTS.md); 'split': the same
+    prior in an orthonormal basis per condition, its runs' mean offset non-centred (z_run_mean) and the
+    contrasts between them centred (run_contrast). The approximate path always uses 'split' (infer.fit); for
+    NUTS it measured no better than the others (benchmarks/RESULTS.md)."""
     shape: str = "logkappa"
     """Third linear predictor: 'logkappa' (log kappa), or 'curvature': q = (kappa - 1) / (x_ref - Ex), the
     curvature the data identify where log kappa and Ex trade off along a ridge (kappa = 1 + q (x_ref - Ex),
@@ -175,6 +178,11 @@ class ModelData:
     likelihood gathers every per-point parameter with one index (see l2l_model)."""
     unit_cond: jnp.ndarray
     unit_run: jnp.ndarray
+    run_basis: jnp.ndarray
+    """(n_runs, n_runs) orthonormal, block-diagonal by condition (columns reordered): first the mean direction
+    of each condition's runs (1/sqrt(m) on its m runs), then Helmert contrasts between the runs of each."""
+    n_run_groups: int
+    """Conditions with offset runs: the number of mean directions at the front of run_basis."""
     base_cond: int = 0
     downweighted: bool = False
 
@@ -208,7 +216,30 @@ class ModelData:
             unit=jnp.asarray(unit.reshape(-1)),
             unit_cond=jnp.asarray(pairs[:, 0]),
             unit_run=jnp.asarray(pairs[:, 1]),
+            **_run_basis(pairs, len(design.offset_runs)),
         )
+
+
+def _run_basis(pairs: np.ndarray, n_runs: int) -> dict[str, Any]:
+    """ModelData.run_basis and n_run_groups from the (condition, offset run) pairs of the points."""
+    cond_of_run = {int(r): int(c) for c, r in pairs if r < n_runs}
+    groups: dict[int, list[int]] = {}
+    for r in range(n_runs):
+        groups.setdefault(cond_of_run[r], []).append(r)
+    means, contrasts = [], []
+    for runs in groups.values():
+        m = len(runs)
+        helmert = np.zeros((m, m))
+        helmert[:, 0] = 1.0 / np.sqrt(m)
+        for j in range(1, m):
+            helmert[:j, j] = 1.0 / np.sqrt(j * (j + 1))
+            helmert[j, j] = -j / np.sqrt(j * (j + 1))
+        block = np.zeros((n_runs, m))
+        block[runs, :] = helmert
+        means.append(block[:, :1])
+        contrasts.append(block[:, 1:])
+    basis = np.concatenate(means + contrasts, axis=1) if n_runs else np.zeros((0, 0))
+    return {"run_basis": jnp.asarray(basis), "n_run_groups": len(means)}
 
 
 def _linear_predictor(name: str, data: ModelData, config: ModelConfig, center: float) -> jnp.ndarray:
@@ -268,6 +299,20 @@ def l2l_model(data: ModelData, config: ModelConfig) -> None:
         run_offset = numpyro.sample(
             "run_offset", dist.Normal(0.0, sigma_run).expand([data.n_runs]).to_event(1)
         )
+        run_offset = jnp.concatenate([run_offset, jnp.zeros(1)])
+    elif data.n_runs > 0 and config.run_offsets == "split":
+        # the same prior, b ~ Normal(0, sigma_run I), in an orthonormal basis: each condition's mean offset
+        # non-centred (only the prior sets it: the condition's height absorbs it), the contrasts between its
+        # runs centred (the data set them)
+        g = data.n_run_groups
+        z_mean = numpyro.sample("z_run_mean", dist.Normal(0.0, 1.0).expand([g]).to_event(1))
+        coef = sigma_run * z_mean
+        if data.n_runs > g:
+            contrast = numpyro.sample(
+                "run_contrast", dist.Normal(0.0, sigma_run).expand([data.n_runs - g]).to_event(1)
+            )
+            coef = jnp.concatenate([coef, contrast])
+        run_offset = numpyro.deterministic("run_offset", data.run_basis @ coef)
         run_offset = jnp.concatenate([run_offset, jnp.zeros(1)])
     elif data.n_runs > 0:
         z_run = numpyro.sample("z_run", dist.Normal(0.0, 1.0).expand([data.n_runs]).to_event(1))

@@ -175,15 +175,21 @@ def print_posterior_summary(post: Any) -> None:
     dg = post.diagnostics
     if post.method == "nuts":
         console.print(
-            f"diagnostics: max R-hat {dg['max_rhat']:.4f}, min bulk ESS {dg['min_ess_bulk']:.0f}, "
-            f"min tail ESS {dg['min_ess_tail']:.0f}, divergences {dg['divergences']}, "
-            f"min BFMI {dg['min_bfmi']:.2f}, tree-depth saturation {dg['tree_depth_saturation']:.1%}; "
+            f"diagnostics: max R-hat {_number(dg['max_rhat'], '.4f')}, "
+            f"min bulk ESS {_number(dg['min_ess_bulk'], '.0f')}, min tail ESS {_number(dg['min_ess_tail'], '.0f')}, "
+            f"divergences {dg['divergences']}, min BFMI {_number(dg['min_bfmi'], '.2f')}, "
+            f"tree-depth saturation {_number(dg.get('tree_depth_saturation'), '.1%')}; "
             f"wall {post.wall_time_s:.1f} s -> " + ("[green]ok[/]" if dg["ok"] else "[red]FAILED[/]")
         )
     else:
         console.print(f"[yellow]{escape(dg['note'])}[/]; wall {post.wall_time_s:.1f} s")
     for problem in dg.get("problems", []):
         err_console.print(f"[red]diagnostic problem:[/] {escape(problem)}")
+
+
+def _number(value: float | None, fmt: str) -> str:
+    """A diagnostic formatted, or 'n/a' where it could not be computed (R-hat of one chain)."""
+    return "n/a" if value is None else format(value, fmt)
 
 
 @app.command("fit")
@@ -237,8 +243,9 @@ def fit_command(
     run_offsets: Annotated[
         str,
         typer.Option(
-            help="Run offsets: noncentred (default; right when runs are few or short) or centred (faster "
-            "when there are many runs with many checkpoints each, e.g. 60 runs of 100; check the diagnostics)."
+            help="Run offsets: noncentred (default; right when runs are few or short), centred (faster "
+            "when there are many runs with many checkpoints each, e.g. 60 runs of 100; check the diagnostics) "
+            "or split (condition means non-centred, contrasts between runs centred; what --method approx uses)."
         ),
     ] = "noncentred",
     target_accept: Annotated[
