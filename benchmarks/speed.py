@@ -117,15 +117,18 @@ def run_numpyro(
     mass: str = infer.DEFAULT_MASS,
     target_accept: float = 0.95,
     config: ModelConfig | None = None,
+    warmup: int = 1000,
 ) -> dict[str, Any]:
-    """infer.fit with the library defaults, the mass matrix of ``fit --mass`` and its ``--target-accept``."""
+    """infer.fit with the library defaults, the mass matrix of ``fit --mass``, its ``--target-accept`` and
+    ``--warmup`` (4 chains x 1,000 draws)."""
     t0 = time.perf_counter()
-    post = infer.fit(design, config, seed=seed, mass=mass, target_accept=target_accept)
+    post = infer.fit(design, config, seed=seed, mass=mass, target_accept=target_accept, warmup=warmup)
     wall = time.perf_counter() - t0
     ess = min_bulk_ess(post.dt)
     dg = post.diagnostics
     return {
-        "sampler": f"bayes-l2l (NumPyro NUTS, --mass {mass}, target accept {target_accept:g}, {_model_label(config)})",
+        "sampler": f"bayes-l2l (NumPyro NUTS, --mass {mass}, target accept {target_accept:g}, {warmup} warm-up, "
+        f"{_model_label(config)})",
         "wall_s": wall,
         "sampling_s": post.wall_time_s,
         "min_ess_bulk": ess,
@@ -214,7 +217,11 @@ def check_same_density(design: Design, model: Any, config: ModelConfig | None = 
 
 
 def run_nutpie(
-    design: Design, config: ModelConfig | None = None, seed: int = 0, cores: int | None = None
+    design: Design,
+    config: ModelConfig | None = None,
+    seed: int = 0,
+    cores: int | None = None,
+    tune: int = 1000,
 ) -> dict[str, Any]:
     import nutpie
 
@@ -225,7 +232,7 @@ def run_nutpie(
     idata = nutpie.sample(
         compiled,
         draws=1000,
-        tune=1000,
+        tune=tune,
         chains=4,
         seed=seed,
         cores=cores or os.cpu_count(),
@@ -240,7 +247,7 @@ def run_nutpie(
         int(np.asarray(dt["sample_stats"]["diverging"]).sum()) if "diverging" in dt["sample_stats"] else None
     )
     return {
-        "sampler": f"PyMC {__import__('pymc').__version__} + nutpie {nutpie.__version__} (diagonal mass, defaults; "
+        "sampler": f"PyMC {__import__('pymc').__version__} + nutpie {nutpie.__version__} (diagonal mass, defaults, {tune} tuning steps; "
         f"{_model_label(config)})",
         "wall_s": wall,
         "compile_s": compile_s,
@@ -311,6 +318,12 @@ def main(argv: list[str] | None = None) -> int:
         help="model option (library default)",
     )
     ap.add_argument(
+        "--warmup",
+        type=int,
+        default=1000,
+        help="warm-up (tuning) steps per chain, for both samplers (fit --warmup)",
+    )
+    ap.add_argument(
         "--warm-rerun", action="store_true", help="also time a second NUTS fit with its programs in the cache"
     )
     args = ap.parse_args(argv)
@@ -343,7 +356,9 @@ def _measure(args: argparse.Namespace, config: ModelConfig, cache_root: Path) ->
     design = design_for(args.checkpoints)
     log(f"design: {len(design.points)} checkpoints, {design.n_runs} runs, {design.n_conditions} conditions")
     results["points"] = len(design.points)
-    nuts = run_numpyro(design, mass=args.mass, target_accept=args.target_accept, config=config)
+    nuts = run_numpyro(
+        design, mass=args.mass, target_accept=args.target_accept, config=config, warmup=args.warmup
+    )
     post = nuts.pop("post")
     results["numpyro"] = nuts
     log(
@@ -354,7 +369,7 @@ def _measure(args: argparse.Namespace, config: ModelConfig, cache_root: Path) ->
         model = pymc_model(design, config)
         results["density_check_abs_diff"] = check_same_density(design, model, config)
         log(f"log-density difference NumPyro vs PyMC at one point: {results['density_check_abs_diff']:.2e}")
-        nut = run_nutpie(design, config)
+        nut = run_nutpie(design, config, tune=args.warmup)
         results["nutpie"] = nut
         results["ess_per_s_ratio"] = nuts["ess_per_s"] / nut["ess_per_s"]
         log(
@@ -362,7 +377,9 @@ def _measure(args: argparse.Namespace, config: ModelConfig, cache_root: Path) ->
             f"ESS/s ratio bayes-l2l / nutpie = {results['ess_per_s_ratio']:.2f}"
         )
     if args.warm_rerun:
-        again = run_numpyro(design, mass=args.mass, target_accept=args.target_accept, config=config)
+        again = run_numpyro(
+            design, mass=args.mass, target_accept=args.target_accept, config=config, warmup=args.warmup
+        )
         again.pop("post")
         results["numpyro_warm_cache"] = again
         log(f"bayes-l2l, same table again (programs in the cache): {again['wall_s']:.1f} s")
@@ -383,7 +400,9 @@ def _measure(args: argparse.Namespace, config: ModelConfig, cache_root: Path) ->
                 growth.append({"checkpoints": len(design.points), **nuts})
                 continue
             d = design_for(per_run)
-            r = run_numpyro(d, mass=args.mass, target_accept=args.target_accept, config=config)
+            r = run_numpyro(
+                d, mass=args.mass, target_accept=args.target_accept, config=config, warmup=args.warmup
+            )
             r.pop("post")
             growth.append({"checkpoints": len(d.points), **r})
             log(f"growth: {len(d.points)} checkpoints: {r['wall_s']:.1f} s, R-hat {r['max_rhat']:.3f}")
