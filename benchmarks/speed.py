@@ -142,6 +142,10 @@ def run_numpyro(
 
 
 # ----------------------------------------------------------------------------------------- PyMC + nutpie
+PYMC_RUN_OFFSETS = ("noncentred", "centred")
+"""Run-offset forms the PyMC twin writes (:func:`pymc_model`)."""
+
+
 def pymc_model(design: Design, config: ModelConfig | None = None) -> Any:
     """The library's model (normal effect prior, no compute component) in PyMC, term by term."""
     import pymc as pm
@@ -327,6 +331,13 @@ def main(argv: list[str] | None = None) -> int:
         "--warm-rerun", action="store_true", help="also time a second NUTS fit with its programs in the cache"
     )
     args = ap.parse_args(argv)
+    if args.run_offsets not in PYMC_RUN_OFFSETS and not args.skip_nutpie:
+        print(
+            f"error: the PyMC twin has {' and '.join(PYMC_RUN_OFFSETS)} run offsets only; "
+            f"use --skip-nutpie with --run-offsets {args.run_offsets}",
+            file=sys.stderr,
+        )
+        return 2
     config = ModelConfig(shape=args.shape, run_offsets=args.run_offsets)
     args.out.mkdir(parents=True, exist_ok=True)
     cache_root = Path(tempfile.mkdtemp(prefix="bayes-l2l-speed-cache-"))

@@ -213,6 +213,7 @@ def test_cli_fit_takes_the_shape_and_run_offset_options(small_table, tmp_path, c
     assert main([*args, "--shape", "curvature", "--run-offsets", "centred", "-o", str(out)]) == 3
     captured = capsys.readouterr()
     assert "max R-hat n/a" in captured.out and "R-hat needs at least 2 chains" in captured.err
+    assert "--chains 2 or more" in captured.err and "--mass dense" not in captured.err
     config = json.loads((out / "fit.json").read_text())["config"]
     assert config["shape"] == "curvature" and config["run_offsets"] == "centred"
     post = load(out)

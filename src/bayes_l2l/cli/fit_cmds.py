@@ -304,13 +304,19 @@ def fit_command(
         console.print(f"posterior written to {escape(str(output))}")
     if not post.diagnostics["ok"]:
         hint = ""
-        if post.diagnostics.get("divergences"):
+        if post.settings.get("chains", 4) < 2:
+            hint = "; run --chains 2 or more (the default is 4) so that R-hat can be computed"
+        elif post.diagnostics.get("divergences"):
             hint = (
                 "; divergences: try --target-accept 0.99, or --effect-prior hierarchical --target-accept 0.99"
             )
         elif post.diagnostics.get("max_rhat") and post.diagnostics["max_rhat"] > 1.01:
             hint = "; try more --warmup and --draws"
-        if post.method == "nuts" and post.settings.get("mass") == "laplace":
+        if (
+            post.method == "nuts"
+            and post.settings.get("mass") == "laplace"
+            and post.settings.get("chains", 4) > 1
+        ):
             # measured: on single-run conditions the whitened sampler can mix worse than dense adaptation
             hint += ("; or" if hint else "; try") + " --mass dense (it passes some tables laplace does not)"
         raise DiagnosticsError(
