@@ -130,6 +130,7 @@ def evaluate(
         "question": question.to_dict(),
         "fit_s": fit_s,
         "min_fraction": min_fraction,
+        "model": post.config.to_dict(),
         "dropped_early_fit_checkpoints": dropped_early,
         "diagnostics": {k: dg.get(k) for k in ("max_rhat", "min_ess_bulk", "divergences", "ok", "problems")},
         "runs": rows,
