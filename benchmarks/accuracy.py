@@ -39,7 +39,7 @@ from bayes_l2l.design import Question, build_design
 from bayes_l2l.evidence import predict
 from bayes_l2l.infer import fit
 from bayes_l2l.io import import_table
-from bayes_l2l.model import RUN_OFFSETS, SHAPES, ModelConfig
+from bayes_l2l.model import ModelConfig, add_model_arguments
 from bayes_l2l.table import LossTable
 
 REPO = Path(__file__).resolve().parents[1]
@@ -220,15 +220,7 @@ def main(argv: list[str] | None = None) -> int:
         default=0.0,
         help="leave fitted checkpoints before this fraction of their run's training out of every fit",
     )
-    ap.add_argument(
-        "--shape", choices=SHAPES, default=ModelConfig().shape, help="model option (library default)"
-    )
-    ap.add_argument(
-        "--run-offsets",
-        choices=RUN_OFFSETS,
-        default=ModelConfig().run_offsets,
-        help="model option (library default)",
-    )
+    add_model_arguments(ap)
     args = ap.parse_args(argv)
     config = ModelConfig(shape=args.shape, run_offsets=args.run_offsets)
     sampler = {"chains": args.chains, "draws": args.draws, "warmup": args.warmup, "config": config}

@@ -38,7 +38,7 @@ import numpy as np
 from bayes_l2l.design import Question, build_design
 from bayes_l2l.evidence import DEFAULT_ROPE, compare_factor, gap_draws, param_delta_draws
 from bayes_l2l.infer import DEFAULT_MASS, LEGACY_MASS, MASS_CHOICES, fit
-from bayes_l2l.model import RUN_OFFSETS, SHAPES, ModelConfig
+from bayes_l2l.model import ModelConfig, add_model_arguments
 from bayes_l2l.simulate import SimulationSpec, simulate_table
 
 REPO = Path(__file__).resolve().parents[1]
@@ -286,18 +286,7 @@ def main(argv: list[str] | None = None) -> int:
         default=DEFAULT_MASS,
         help="NUTS mass matrix (fit --mass; library default)",
     )
-    ap.add_argument(
-        "--run-offsets",
-        choices=RUN_OFFSETS,
-        default=ModelConfig().run_offsets,
-        help="parametrisation of the run offsets (library default)",
-    )
-    ap.add_argument(
-        "--shape",
-        choices=SHAPES,
-        default=ModelConfig().shape,
-        help="third linear predictor: log kappa or the curvature q (library default)",
-    )
+    add_model_arguments(ap)
     ap.add_argument("--out", type=Path, default=None, help="default out/benchmarks/calibration_gap<G>")
     args = ap.parse_args(argv)
     out = args.out or REPO / "out" / "benchmarks" / f"calibration_gap{args.gap:g}"

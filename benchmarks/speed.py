@@ -39,7 +39,7 @@ import numpy as np
 from bayes_l2l import infer
 from bayes_l2l.compile_cache import use_cache_dir
 from bayes_l2l.design import Design, Question, build_design
-from bayes_l2l.model import RUN_OFFSETS, SHAPES, SOFTPLUS_SHARPNESS, ModelConfig, ModelData
+from bayes_l2l.model import SOFTPLUS_SHARPNESS, ModelConfig, ModelData, add_model_arguments
 from bayes_l2l.simulate import SimulationSpec, simulate_table
 
 REPO = Path(__file__).resolve().parents[1]
@@ -312,15 +312,7 @@ def main(argv: list[str] | None = None) -> int:
         default=0.95,
         help="NUTS target acceptance (fit --target-accept; default)",
     )
-    ap.add_argument(
-        "--shape", choices=SHAPES, default=ModelConfig().shape, help="model option (library default)"
-    )
-    ap.add_argument(
-        "--run-offsets",
-        choices=RUN_OFFSETS,
-        default=ModelConfig().run_offsets,
-        help="model option (library default)",
-    )
+    add_model_arguments(ap)
     ap.add_argument(
         "--warmup",
         type=int,

@@ -134,6 +134,23 @@ class ModelConfig:
         return CURVATURE_PARAMS if self.shape == "curvature" else PARAMS
 
 
+def add_model_arguments(parser: Any) -> None:
+    """The ModelConfig options ``--shape`` and ``--run-offsets`` (library defaults) on an argparse parser: the
+    benchmark scripts' flags, named as ``bayes-l2l fit`` names them."""
+    parser.add_argument(
+        "--shape",
+        choices=SHAPES,
+        default=ModelConfig().shape,
+        help="third linear predictor: log kappa or the curvature q (library default)",
+    )
+    parser.add_argument(
+        "--run-offsets",
+        choices=RUN_OFFSETS,
+        default=ModelConfig().run_offsets,
+        help="parametrisation of the run offsets (library default)",
+    )
+
+
 def compute_enabled(design: Design, config: ModelConfig) -> bool:
     """Whether the joint compute-to-loss component is used for this design."""
     if config.paper_mode or config.use_compute is False:
