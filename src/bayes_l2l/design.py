@@ -123,16 +123,25 @@ class Design:
     def offset_idx(self) -> np.ndarray:
         """Per point, the index of its run's offset; runs with a single checkpoint share a zero slot
         (index :attr:`n_offsets`), because their offset cannot be told apart from checkpoint noise."""
-        counts = self.points.groupby("run_idx")["run_idx"].transform("size").to_numpy()
-        multi = sorted(set(self.run_idx[counts > 1].tolist()))
+        multi = self._offset_run_idx
         slot = {r: i for i, r in enumerate(multi)}
         return np.array([slot.get(int(r), len(multi)) for r in self.run_idx], dtype=np.int32)
 
     @property
+    def _offset_run_idx(self) -> list[int]:
+        """run_idx of the runs with at least two checkpoints, ascending: the offset index order."""
+        counts = self.points.groupby("run_idx").size()
+        return [int(i) for i in sorted(counts[counts > 1].index)]
+
+    @property
     def offset_runs(self) -> list[str]:
         """Runs that get a run offset (those with at least two checkpoints), in offset-index order."""
-        counts = self.points.groupby("run_idx").size()
-        return [self.runs[i] for i in sorted(counts[counts > 1].index)]
+        return [self.runs[i] for i in self._offset_run_idx]
+
+    @property
+    def offset_run_cond_idx(self) -> np.ndarray:
+        """Condition of each run that gets an offset, in offset-index order."""
+        return self.run_cond_idx[self._offset_run_idx]
 
     @property
     def run_cond_idx(self) -> np.ndarray:

@@ -233,16 +233,16 @@ class ModelData:
             unit=jnp.asarray(unit.reshape(-1)),
             unit_cond=jnp.asarray(pairs[:, 0]),
             unit_run=jnp.asarray(pairs[:, 1]),
-            **_run_basis(pairs, len(design.offset_runs)),
+            **_run_basis(design.offset_run_cond_idx),
         )
 
 
-def _run_basis(pairs: np.ndarray, n_runs: int) -> dict[str, Any]:
-    """ModelData.run_basis and n_run_groups from the (condition, offset run) pairs of the points."""
-    cond_of_run = {int(r): int(c) for c, r in pairs if r < n_runs}
+def _run_basis(cond_of_run: np.ndarray) -> dict[str, Any]:
+    """ModelData.run_basis and n_run_groups from the condition of each offset run (Design.offset_run_cond_idx)."""
+    n_runs = len(cond_of_run)
     groups: dict[int, list[int]] = {}
-    for r in range(n_runs):
-        groups.setdefault(cond_of_run[r], []).append(r)
+    for r, c in enumerate(cond_of_run):
+        groups.setdefault(int(c), []).append(r)
     means, contrasts = [], []
     for runs in groups.values():
         m = len(runs)
