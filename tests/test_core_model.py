@@ -482,3 +482,18 @@ def test_prior_draws_follow_the_same_prior_as_numpyro_predictive(small_table) ->
             np.asarray(theirs[site]).reshape(3000, -1)[:, 0],
         )
         assert ks_2samp(a, b).pvalue > 1e-3, site
+
+
+def test_gamma_shape_two_is_gamma_2_in_density_and_draws() -> None:
+    import jax
+    import numpyro.distributions as dist
+    from scipy import stats
+
+    from bayes_l2l.model import GammaShapeTwo
+
+    ours, ref = GammaShapeTwo(0.1), dist.Gamma(2.0, 0.1)
+    at = np.array([0.5, 3.0, 20.0, 90.0])
+    np.testing.assert_allclose(np.asarray(ours.log_prob(at)), np.asarray(ref.log_prob(at)), rtol=1e-12)
+    draws = np.asarray(ours.sample(jax.random.PRNGKey(0), (20_000,)))
+    assert draws.shape == (20_000,) and (draws > 0).all()
+    assert stats.kstest(draws, stats.gamma(a=2.0, scale=10.0).cdf).pvalue > 1e-3

@@ -217,6 +217,12 @@ def _coords_dims(design: Design) -> tuple[dict[str, list[str]], dict[str, list[s
     return coords, dims
 
 
+BASELINE_INIT_STARTS = 3
+"""Least-squares starts per condition for the sampler's and the mode search's starting values: 8 and 3 gave the
+same starts to within 0.0007 on the paper's tables, Gemstones and the speed tables, in 0.3 s instead of 0.75 s at
+6,000 checkpoints (benchmarks/RESULTS.md, fixed costs V)."""
+
+
 def _baseline_init(design: Design, config: ModelConfig) -> dict[str, np.ndarray]:
     """Starting values from per-condition least-squares fits, regressed on the effect design."""
     rows = []
@@ -227,7 +233,7 @@ def _baseline_init(design: Design, config: ModelConfig) -> dict[str, np.ndarray]
         try:
             from bayes_l2l.baseline import free_fit
 
-            fit = free_fit(x, y, n_starts=8, seed=0)
+            fit = free_fit(x, y, n_starts=BASELINE_INIT_STARTS, seed=0)
             p = {k.replace("_", ""): float(v) for k, v in fit.params.items()}
             k, kappa, ex, ey = p["K"], p["kappa"], p["Ex"], p["Ey"]
         except Exception:  # noqa: BLE001 - a failed comparator fit only costs a worse start
@@ -662,7 +668,7 @@ def _prior_job(
 
     keys = jax.random.split(jax.random.PRNGKey(seed), n)
     latent_program = _compile_once(
-        jax.jit(jax.vmap(one), compiler_options=REPLAY_COMPILER_OPTIONS).lower(keys)
+        jax.jit(jax.vmap(one), compiler_options=PRIOR_LATENT_COMPILER_OPTIONS).lower(keys)
     )
 
     def draw() -> dict[str, np.ndarray]:
@@ -684,6 +690,12 @@ REPLAY_COMPILER_OPTIONS = {"xla_backend_optimization_level": 1}
 """XLA's CPU backend at level 1 (default 2) for the passes over draws: measured on the 6,000-checkpoint speed
 table when the prior's latent and deterministic sites were one program, it compiled in 1.74 s instead of 2.73 s,
 with the same run time (0.14 s) and the same numbers (benchmarks/RESULTS.md, fixed costs III)."""
+
+
+PRIOR_LATENT_COMPILER_OPTIONS = {"xla_backend_optimization_level": 0}
+"""The prior's latent program (2,000 keys -> the latent sites; 0.02 s to run) at XLA level 0: on the 6,000-checkpoint
+speed table it compiled in 0.61 s instead of 0.95 s at level 1, its draws equal to 1e-13 relative (rounding;
+benchmarks/RESULTS.md, fixed costs V)."""
 
 
 def _trace_at(draw: dict[str, Any], data: ModelData, config: ModelConfig) -> dict[str, Any]:
