@@ -199,15 +199,18 @@ def versions() -> dict[str, str]:
 
 
 # ---------------------------------------------------------------------------------------------------------
-def _coords_dims(design: Design) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
+def _coords_dims(design: Design) -> tuple[dict[str, np.ndarray], dict[str, list[str]]]:
+    """The DataTree's coordinates (as numpy string arrays: ArviZ deep-copies them for every group, which took
+    0.4 s for lists of 6,000 point labels) and each site's dims."""
     eff = [f"{f}={lvl}" for f, lvl in design.effect_names]
-    coords = {
+    labels = {
         "condition": design.conditions["condition"].astype(str).tolist(),
         "effect": eff,
         "factor": list(design.factor_levels) or ["none"],
         "run": design.offset_runs,
         "point": [f"{r}@{c}" for r, c in zip(design.points["run"], design.points["checkpoint"], strict=True)],
     }
+    coords = {k: np.asarray(v, dtype=str) for k, v in labels.items()}
     dims = {v: ["condition"] for v in ("K", "kappa", "Ex", "Ey")}
     for p in dict.fromkeys(PARAMS + CURVATURE_PARAMS + PAPER_PARAMS):
         dims[f"d_{p}"] = ["effect"]
@@ -752,6 +755,8 @@ def _replayer(data: ModelData, config: ModelConfig, structure: _ModelStructure) 
                 }
             out = dict(zip(REPLAY_PARTS, run()(chunk), strict=True))
             kept.append([_leading(out[p], size) if p in keep else {} for p in REPLAY_PARTS])
+        if len(kept) == 1:  # one batch: no copy (concatenating 2,000 x 6,000 arrays took 0.2 s)
+            return tuple(kept[0])
         return tuple(jax.tree.map(lambda *v: np.concatenate(v), *part) for part in zip(*kept, strict=True))
 
     return replay
