@@ -39,7 +39,7 @@ import numpy as np
 from bayes_l2l import infer
 from bayes_l2l.compile_cache import use_cache_dir
 from bayes_l2l.design import Design, Question, build_design
-from bayes_l2l.model import SOFTPLUS_SHARPNESS, ModelConfig, ModelData, add_model_arguments
+from bayes_l2l.model import ModelConfig, ModelData, add_model_arguments, curvature_kappa
 from bayes_l2l.simulate import SimulationSpec, simulate_table
 
 REPO = Path(__file__).resolve().parents[1]
@@ -177,8 +177,9 @@ def pymc_model(design: Design, config: ModelConfig | None = None) -> Any:
         ex = pm.Deterministic("Ex", min_x - pt.exp(lin["u"]))
         g_ref = data.x_ref - ex
         if config.shape == "curvature":
-            sharp = SOFTPLUS_SHARPNESS
-            kappa = pm.Deterministic("kappa", pt.softplus(sharp * (1.0 + lin["q"] * g_ref)) / sharp)
+            kappa = pm.Deterministic(
+                "kappa", curvature_kappa(lin["q"], g_ref, config.kappa_floor, softplus=pt.softplus)
+            )
         else:
             kappa = pm.Deterministic("kappa", pt.exp(lin["logkappa"]))
         amp = slope * g_ref / kappa

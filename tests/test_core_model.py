@@ -314,10 +314,15 @@ def test_curvature_shape_replaces_log_kappa_by_the_identified_curvature(small_ta
     q = np.asarray(tr["base_q"]["value"]) + np.asarray(data.X) @ np.asarray(tr["d_q"]["value"])
     g_ref = design.x_ref - np.asarray(tr["Ex"]["value"])
     t = 1.0 + q * g_ref
-    expected = np.log1p(np.exp(SOFTPLUS_SHARPNESS * t)) / SOFTPLUS_SHARPNESS
+    floor = config.kappa_floor
+    expected = floor + np.log1p(np.exp(SOFTPLUS_SHARPNESS * (t - floor))) / SOFTPLUS_SHARPNESS
     np.testing.assert_allclose(np.asarray(tr["kappa"]["value"]), expected, rtol=1e-10)
-    assert np.all(np.asarray(tr["kappa"]["value"]) > 0)
-    np.testing.assert_allclose(expected[t > 0.25], t[t > 0.25], atol=1e-3)
+    assert floor == 0.25 and np.all(np.asarray(tr["kappa"]["value"]) > floor)
+    np.testing.assert_allclose(expected[t > floor + 0.25], t[t > floor + 0.25], atol=1e-3)
+    # the floor holds where 1 + q g is far below it (the kappa -> 0 limit short runs ran into without it)
+    from bayes_l2l.model import curvature_kappa
+
+    assert float(curvature_kappa(np.float64(-5.0), np.float64(1.0), floor)) == pytest.approx(floor)
     # a fit with it gives positive kappa; configs saved before the option still load
     post = fit(design, config, method="approx", seed=0)
     assert "d_q" in post.dt["posterior"] and (post.draws("kappa") > 0).all()
@@ -326,7 +331,10 @@ def test_curvature_shape_replaces_log_kappa_by_the_identified_curvature(small_ta
     for d in (old["effect_scale"], old["base_sd"]):
         d.pop("q")
     old.pop("shape")
+    old.pop("kappa_floor")
     assert ModelConfig.from_dict(old).shape == "logkappa" and ModelConfig.from_dict(old).base_sd["q"] == 1.0
+    assert ModelConfig.from_dict(old).kappa_floor == 0.0  # fitted before the floor existed
+    assert ModelConfig.from_dict(config.to_dict()).kappa_floor == 0.25
     with pytest.raises(UserInputError, match="shape"):
         ModelConfig(shape="kappa")
 

@@ -61,7 +61,8 @@ DEFAULT_EFFECT_SCALE: dict[str, float] = {
 }
 DEFAULT_BASE_SD: dict[str, float] = {"h": 1.0, "logs": 1.0, "logkappa": 0.5, "u": 1.0, "logK": 1.0, "q": 1.0}
 SOFTPLUS_SHARPNESS = 20.0
-"""kappa = softplus(20 (1 + q g)) / 20 under shape='curvature': equal to 1 + q g to 1e-3 where that is >= 0.25."""
+"""kappa = f + softplus(20 (1 + q g - f)) / 20 under shape='curvature' (f = ModelConfig.kappa_floor): equal to
+1 + q g to 1e-3 where that is >= f + 0.25."""
 
 
 class GammaShapeTwo(dist.Gamma):
@@ -111,7 +112,12 @@ class ModelConfig:
     shape: str = "logkappa"
     """Third linear predictor: 'logkappa' (log kappa), or 'curvature': q = (kappa - 1) / (x_ref - Ex), the
     curvature the data identify where log kappa and Ex trade off along a ridge (kappa = 1 + q (x_ref - Ex),
-    kept positive by a sharp softplus). An option with its own priors: docs/priors.md, benchmarks/RESULTS.md."""
+    kept above ``kappa_floor`` by a sharp softplus). An option with its own priors: docs/priors.md,
+    benchmarks/RESULTS.md."""
+    kappa_floor: float = 0.25
+    """Under shape='curvature', the lower bound of kappa. Without one, short runs let chains into the kappa -> 0
+    limit of the law (y ~ log(x - Ex), K -> infinity; benchmarks/RESULTS.md); the default model's LogNormal(0,
+    0.5) prior gives kappa < 0.25 0.3% of its mass. Configs saved without the field load with 0 (as fitted)."""
 
     def __post_init__(self) -> None:
         from bayes_l2l.errors import UserInputError
@@ -134,6 +140,7 @@ class ModelConfig:
         for k in ("prior_Ex", "prior_Ey"):
             if d.get(k) is not None:
                 d[k] = tuple(d[k])
+        d.setdefault("kappa_floor", 0.0)  # saved before the floor existed: fitted without one
         return cls(**d)
 
     @property
@@ -273,6 +280,14 @@ def _run_basis(cond_of_run: np.ndarray) -> dict[str, Any]:
     return {"run_basis": jnp.asarray(basis), "n_run_groups": len(means)}
 
 
+def curvature_kappa(q: Any, g_ref: Any, floor: float, softplus: Any = None) -> Any:
+    """kappa = floor + softplus(20 (1 + q g_ref - floor)) / 20: 1 + q g_ref (to 1e-3 where that is >= floor +
+    0.25), kept smoothly above ``floor``. ``softplus``: the array library's (jax.nn's by default; PyMC's twin
+    passes pytensor's)."""
+    softplus = softplus or jax.nn.softplus
+    return floor + softplus(SOFTPLUS_SHARPNESS * (1.0 + q * g_ref - floor)) / SOFTPLUS_SHARPNESS
+
+
 def _linear_predictor(name: str, data: ModelData, config: ModelConfig, center: float) -> jnp.ndarray:
     """base + X . (tau[factor] * z) for one nonlinear parameter; records base, tau, z and the effects."""
     base = numpyro.sample(f"base_{name}", dist.Normal(center, config.base_sd[name]))
@@ -313,10 +328,7 @@ def l2l_model(data: ModelData, config: ModelConfig) -> None:
         ex = numpyro.deterministic("Ex", data.min_x - jnp.exp(u))
         g_ref = data.x_ref - ex  # > 0 because x_ref >= max_c min_x_c > Ex_c
         if config.shape == "curvature":
-            # kappa = 1 + q g_ref where that exceeds ~0.2; a sharp softplus keeps it positive and smooth
-            kappa = numpyro.deterministic(
-                "kappa", jax.nn.softplus(SOFTPLUS_SHARPNESS * (1.0 + q * g_ref)) / SOFTPLUS_SHARPNESS
-            )
+            kappa = numpyro.deterministic("kappa", curvature_kappa(q, g_ref, config.kappa_floor))
         amp = slope * g_ref / kappa  # = K * g_ref**kappa, the curve's height above Ey at x_ref
         k = numpyro.deterministic("K", amp / jnp.exp(kappa * jnp.log(g_ref)))
         ey = numpyro.deterministic("Ey", h - amp)
