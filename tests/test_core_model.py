@@ -333,7 +333,8 @@ def test_curvature_shape_replaces_log_kappa_by_the_identified_curvature(small_ta
     old.pop("shape")
     old.pop("kappa_floor")
     assert ModelConfig.from_dict(old).shape == "logkappa" and ModelConfig.from_dict(old).base_sd["q"] == 1.0
-    assert ModelConfig.from_dict(old).kappa_floor == 0.0  # fitted before the floor existed
+    old_curvature = {**old, "shape": "curvature"}
+    assert ModelConfig.from_dict(old_curvature).kappa_floor == 0.0  # fitted before the floor existed
     assert ModelConfig.from_dict(config.to_dict()).kappa_floor == 0.25
     with pytest.raises(UserInputError, match="shape"):
         ModelConfig(shape="kappa")
@@ -505,3 +506,26 @@ def test_gamma_shape_two_is_gamma_2_in_density_and_draws() -> None:
     draws = np.asarray(ours.sample(jax.random.PRNGKey(0), (20_000,)))
     assert draws.shape == (20_000,) and (draws > 0).all()
     assert stats.kstest(draws, stats.gamma(a=2.0, scale=10.0).cdf).pvalue > 1e-3
+
+
+def test_a_saved_fit_is_reused_only_for_the_same_model(small_post, small_table) -> None:
+    from dataclasses import replace
+
+    from bayes_l2l.cli.evidence_cmds import same_fit
+    from bayes_l2l.model import ModelConfig
+
+    settings = {k: small_post.settings[k] for k in ("chains", "draws", "warmup", "seed")}
+    design = small_post.design
+    assert same_fit(small_post, design, "nuts", settings)  # the default model
+    assert same_fit(small_post, design, "nuts", settings, ModelConfig())
+    assert not same_fit(small_post, design, "nuts", settings, ModelConfig(shape="curvature"))
+    assert not same_fit(small_post, design, "nuts", settings, ModelConfig(run_offsets="centred"))
+    # the approximate path records the run offsets it used: still the same (default) model
+    approx = fit(design, method="approx", seed=1)
+    assert approx.config.run_offsets == "split"
+    assert same_fit(approx, design, "approx", {"seed": 1}, ModelConfig())
+    assert not same_fit(approx, design, "approx", {"seed": 1}, replace(ModelConfig(), noise_scale=0.2))
+    # fresh arrays of a fit are read-only views, whatever the number of replay batches
+    assert not small_post.dt["posterior"]["K"].values.flags.writeable
+    with pytest.raises(UserInputError, match="kappa_floor"):
+        ModelConfig(kappa_floor=-0.1)

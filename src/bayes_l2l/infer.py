@@ -241,7 +241,9 @@ def _baseline_init(design: Design, config: ModelConfig) -> dict[str, np.ndarray]
             k, kappa, ex, ey = p["K"], p["kappa"], p["Ex"], p["Ey"]
         except Exception:  # noqa: BLE001 - a failed comparator fit only costs a worse start
             k, kappa, ex, ey = float(np.ptp(y) or 0.1), 1.0, x.min() - 0.5, y.min() - 0.1
-        kappa = float(np.clip(kappa, 0.1, 8.0))
+        # under the curvature shape, start where kappa = 1 + q g (above the floor's flat part)
+        kappa_lo = max(0.1, config.kappa_floor + 0.25) if config.shape == "curvature" else 0.1
+        kappa = float(np.clip(kappa, kappa_lo, 8.0))
         if config.paper_mode:
             ex, ey = config.fixed_Ex[c], config.fixed_Ey[c]
             ok = (y > ey) & (x > ex)
@@ -717,6 +719,13 @@ def _replay_batch(points: int) -> int:
 REPLAY_PARTS = ("deterministic", "log_likelihood", "params")
 
 
+def _read_only(a: np.ndarray) -> np.ndarray:
+    """``a``, marked read-only like the views of JAX's buffers that a replay of one batch returns (so that a
+    fit's arrays behave the same whatever the number of batches)."""
+    a.flags.writeable = False
+    return a
+
+
 def _leading(tree: Any, size: int) -> Any:
     """The first ``size`` entries along the leading axis of every array of a pytree, as numpy arrays."""
     return jax.tree.map(lambda v: np.asarray(v)[:size], tree)
@@ -726,7 +735,8 @@ def _replayer(data: ModelData, config: ModelConfig, structure: _ModelStructure) 
     """A function of latent draws (a dict of arrays with a leading draw axis) and the parts to keep, returning
     (deterministic sites, pointwise log-likelihood, observed sites' (loc, scale, df)) as numpy arrays ({} for
     a part not kept): what Predictive and NumPyro's log_likelihood give, from one compiled program run in
-    equal batches of :func:`_replay_batch` draws (the last batch padded with copies of the last draw).
+    equal batches of :func:`_replay_batch` draws (the last batch padded with copies of the last draw). The
+    arrays are read-only (views of JAX's buffers, not copied); copy one before writing into it.
 
     The model is traced here, in the calling thread (NumPyro's effect handlers are global, so models must not
     be traced in two threads at once); the program is compiled on first use, in whichever thread that is."""
@@ -755,9 +765,11 @@ def _replayer(data: ModelData, config: ModelConfig, structure: _ModelStructure) 
                 }
             out = dict(zip(REPLAY_PARTS, run()(chunk), strict=True))
             kept.append([_leading(out[p], size) if p in keep else {} for p in REPLAY_PARTS])
-        if len(kept) == 1:  # one batch: no copy (concatenating 2,000 x 6,000 arrays took 0.2 s)
+        if len(kept) == 1:  # one batch: no copy (copying 2,000 x 6,000 arrays took 0.2 s)
             return tuple(kept[0])
-        return tuple(jax.tree.map(lambda *v: np.concatenate(v), *part) for part in zip(*kept, strict=True))
+        return tuple(
+            jax.tree.map(lambda *v: _read_only(np.concatenate(v)), *part) for part in zip(*kept, strict=True)
+        )
 
     return replay
 

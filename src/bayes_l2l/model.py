@@ -117,7 +117,8 @@ class ModelConfig:
     kappa_floor: float = 0.25
     """Under shape='curvature', the lower bound of kappa. Without one, short runs let chains into the kappa -> 0
     limit of the law (y ~ log(x - Ex), K -> infinity; benchmarks/RESULTS.md); the default model's LogNormal(0,
-    0.5) prior gives kappa < 0.25 0.3% of its mass. Configs saved without the field load with 0 (as fitted)."""
+    0.5) prior gives kappa < 0.25 0.3% of its mass. Curvature configs saved without the field load with 0 (as
+    fitted); the field does nothing under shape='logkappa'."""
 
     def __post_init__(self) -> None:
         from bayes_l2l.errors import UserInputError
@@ -126,6 +127,10 @@ class ModelConfig:
             raise UserInputError(f"run_offsets {self.run_offsets!r}: use one of {', '.join(RUN_OFFSETS)}")
         if self.shape not in SHAPES:
             raise UserInputError(f"shape {self.shape!r}: use one of {', '.join(SHAPES)}")
+        if not 0.0 <= self.kappa_floor < 1.0:
+            raise UserInputError(
+                f"kappa_floor {self.kappa_floor}: use a value in [0, 1) (kappa = 1 is a line)"
+            )
         # scales not given (configs saved before an option existed) take the defaults; the caller's dicts
         # are not modified
         self.effect_scale = {**DEFAULT_EFFECT_SCALE, **self.effect_scale}
@@ -140,7 +145,8 @@ class ModelConfig:
         for k in ("prior_Ex", "prior_Ey"):
             if d.get(k) is not None:
                 d[k] = tuple(d[k])
-        d.setdefault("kappa_floor", 0.0)  # saved before the floor existed: fitted without one
+        if d.get("shape") == "curvature":
+            d.setdefault("kappa_floor", 0.0)  # saved before the floor existed: fitted without one
         return cls(**d)
 
     @property

@@ -36,11 +36,28 @@ def is_posterior_folder(path: Path) -> bool:
     return path.is_dir() and (path / "fit.json").exists()
 
 
-def same_fit(post: Any, design: Any, method: str, settings: dict[str, Any]) -> bool:
+def _model_key(config: Any) -> dict[str, Any]:
+    """A model configuration without paper mode's fixed Ex / Ey (recomputed from each design's own points)."""
+    key = config.to_dict()
+    return {**key, "fixed_Ex": config.paper_mode, "fixed_Ey": config.paper_mode}
+
+
+def same_fit(post: Any, design: Any, method: str, settings: dict[str, Any], config: Any = None) -> bool:
     """Whether a saved posterior answers the same question on the same points with the same sampler
-    settings (those given in ``settings``: chains, draws, warmup, seed, ...)."""
+    settings (those given in ``settings``: chains, draws, warmup, seed, ...) and model configuration
+    (``config``; the library's default model when None)."""
+    from dataclasses import replace
+
+    from bayes_l2l.infer import APPROX_RUN_OFFSETS
+    from bayes_l2l.model import ModelConfig
+
     d = post.design
     if post.method != method or any(post.settings.get(k) != v for k, v in settings.items()):
+        return False
+    expected = config or ModelConfig()
+    if method == "approx":  # fit(method="approx") records the run offsets it used
+        expected = replace(expected, run_offsets=APPROX_RUN_OFFSETS)
+    if _model_key(post.config) != _model_key(expected):
         return False
     if d.question.to_dict() != design.question.to_dict() or d.runs != design.runs:
         return False
@@ -52,7 +69,9 @@ def same_fit(post: Any, design: Any, method: str, settings: dict[str, Any]) -> b
     )
 
 
-def reusable_posterior(folder: Path, design: Any, method: str, settings: dict[str, Any]) -> Any | None:
+def reusable_posterior(
+    folder: Path, design: Any, method: str, settings: dict[str, Any], config: Any = None
+) -> Any | None:
     """The posterior saved in ``folder`` if :func:`same_fit` holds, else None (also when none is saved)."""
     from bayes_l2l.infer import load
 
@@ -62,7 +81,7 @@ def reusable_posterior(folder: Path, design: Any, method: str, settings: dict[st
         post = load(folder)
     except (UserInputError, OSError, KeyError, ValueError):
         return None
-    return post if same_fit(post, design, method, settings) else None
+    return post if same_fit(post, design, method, settings, config) else None
 
 
 def fit_like(post: Any, design: Any, *, progress: bool = False) -> Any:
@@ -94,7 +113,7 @@ def shared_fit(post: Any, factor: str, cache: Path | None, *, progress: bool = F
     design = post.design.without_factor(factor)
     folder = None if cache is None else cache / f"{SHARED_PREFIX}{factor}"
     if folder is not None:
-        hit = reusable_posterior(folder, design, post.method, post.settings)
+        hit = reusable_posterior(folder, design, post.method, post.settings, post.config)
         if hit is not None:
             return hit, True
     with err_console.status(
