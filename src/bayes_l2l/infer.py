@@ -40,7 +40,6 @@ import numpyro  # noqa: E402
 import pandas as pd  # noqa: E402
 import xarray as xr  # noqa: E402
 from numpyro.infer import MCMC, NUTS, init_to_value  # noqa: E402
-from numpyro.infer.util import transform_fn  # noqa: E402
 
 from bayes_l2l.compile_cache import configure_compilation_cache  # noqa: E402
 from bayes_l2l.design import Design  # noqa: E402
@@ -495,12 +494,22 @@ class _Laplace:
         return self.eigvec * np.sqrt(var)
 
     def constrain(self, flat: np.ndarray) -> dict[str, np.ndarray]:
-        """Flat unconstrained draws (..., d) -> the model's latent sites on their own scales."""
+        """Flat unconstrained draws (..., d) -> the model's latent sites on their own scales: the columns of
+        each site (in :attr:`unravel`'s order) through its transform, applied to the whole batch at once (no
+        compiled program: compiling one took 0.1-0.16 s of a cold approximate fit)."""
         lead = flat.shape[:-1]
+        rows = np.asarray(flat, dtype=float).reshape(-1, flat.shape[-1])
+        sites = jax.eval_shape(self.unravel, jax.ShapeDtypeStruct(rows.shape[1:], rows.dtype))
+        leaves, treedef = jax.tree_util.tree_flatten(sites)
+        parts, start = [], 0
+        for leaf in leaves:
+            parts.append(rows[:, start : start + leaf.size].reshape(len(rows), *leaf.shape))
+            start += leaf.size
+        unconstrained = jax.tree_util.tree_unflatten(treedef, parts)
         transforms = self.structure.transforms
-        one = jax.jit(jax.vmap(lambda u: transform_fn(transforms, self.unravel(u))))
-        out = one(jax.numpy.asarray(flat.reshape(-1, flat.shape[-1])))
-        return {k: np.asarray(v).reshape(*lead, *np.shape(v)[1:]) for k, v in out.items()}
+        return {
+            k: np.asarray(transforms[k](v)).reshape(*lead, *np.shape(v)[1:]) for k, v in unconstrained.items()
+        }
 
     def datatree(self, latent: dict[str, np.ndarray], data: ModelData, config: ModelConfig, **kwargs: Any):  # noqa: ANN201
         """:func:`_datatree` of draws around this mode, with the optimiser's outcome in the attributes."""
