@@ -529,3 +529,25 @@ def test_a_saved_fit_is_reused_only_for_the_same_model(small_post, small_table) 
     assert not small_post.dt["posterior"]["K"].values.flags.writeable
     with pytest.raises(UserInputError, match="kappa_floor"):
         ModelConfig(kappa_floor=-0.1)
+
+
+def test_prior_draws_wait_for_the_mode_and_never_hang_a_failed_fit(small_table, monkeypatch) -> None:
+    import threading
+    import time
+
+    from bayes_l2l import infer
+
+    table, _ = small_table
+    design = build_design(table, Question(x="val/c4", y="test/hellaswag", factors=["pretraining_data"]))
+
+    def broken_start(*args, **kwargs):
+        raise RuntimeError("start failed")
+
+    monkeypatch.setattr(infer, "_baseline_init", broken_start)
+    with pytest.raises(RuntimeError, match="start failed"):
+        fit(design, method="approx", seed=0)
+    # the background prior job (waiting for the mode) was released and finishes
+    deadline = time.monotonic() + 120
+    while any(t.name.startswith("bayes-l2l-prior") for t in threading.enumerate()):
+        assert time.monotonic() < deadline, "the prior thread still runs after a failed fit"
+        time.sleep(0.2)

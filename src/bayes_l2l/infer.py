@@ -539,26 +539,33 @@ def _unconstrained_start(
 def _laplace(design: Design, data: ModelData, config: ModelConfig, seed: int) -> _Laplace:
     """The mode of the jitted potential from the least-squares start (:func:`_minimize_whitened`), then the
     Hessian there (central differences of the same compiled gradient: no second compilation). The fit's
-    prior draws start first, in a background thread, and run beside the mode search."""
+    prior draws start first, in a background thread: their programs compile beside the start and the
+    gradient's compilation, and they run once the mode is found (run beside the mode search, they slowed each of
+    its gradient calls about 8-fold on 2 cores; benchmarks/RESULTS.md, fixed costs V)."""
     from jax.flatten_util import ravel_pytree
     from numpyro.infer.util import potential_energy
 
     structure = _model_structure(data, config)
     replay = _replayer(data, config, structure)
-    prior = _InBackground(_prior_job(data, config, seed + 1, structure=structure, replay=replay))
-    start = _unconstrained_start(structure, _baseline_init(design, config), seed)
-    flat0, unravel = ravel_pytree({k: jax.numpy.asarray(v, dtype=float) for k, v in start.items()})
+    mode_found = threading.Event()
+    prior_draws = _prior_job(data, config, seed + 1, structure=structure, replay=replay)
+    prior = _InBackground(functools.partial(prior_draws, mode_found))
+    try:  # the background thread waits for mode_found: set it however this ends
+        start = _unconstrained_start(structure, _baseline_init(design, config), seed)
+        flat0, unravel = ravel_pytree({k: jax.numpy.asarray(v, dtype=float) for k, v in start.items()})
 
-    def potential(v):  # noqa: ANN001, ANN202
-        return potential_energy(l2l_model, (data, config), {}, unravel(v))
+        def potential(v):  # noqa: ANN001, ANN202
+            return potential_energy(l2l_model, (data, config), {}, unravel(v))
 
-    value_and_grad = jax.jit(jax.value_and_grad(potential))
+        value_and_grad = jax.jit(jax.value_and_grad(potential))
 
-    def fun(v: np.ndarray) -> tuple[float, np.ndarray]:
-        val, grad = value_and_grad(jax.numpy.asarray(v))
-        return float(val), np.asarray(grad, dtype=float)
+        def fun(v: np.ndarray) -> tuple[float, np.ndarray]:
+            val, grad = value_and_grad(jax.numpy.asarray(v))
+            return float(val), np.asarray(grad, dtype=float)
 
-    opt = _minimize_whitened(fun, np.asarray(flat0, float))
+        opt = _minimize_whitened(fun, np.asarray(flat0, float))
+    finally:
+        mode_found.set()
     hess = _hessian_by_differences(lambda v: fun(v)[1], np.asarray(opt.x))
     eigval, eigvec = np.linalg.eigh(hess)
     return _Laplace(
@@ -666,13 +673,14 @@ def _prior_job(
     structure: _ModelStructure | None = None,
     replay: Any = None,
 ) -> Any:
-    """A function of no arguments returning ``n`` joint draws from the prior: the latent sites (the model run
-    forward from ``n`` keys; a small program, since nothing else it computes is returned), their
-    deterministic sites and the observed sites' likelihood parameters (``replay``: the program that replays
-    the posterior draws, :func:`_replayer`), and the observed sites' prior predictive (y, and x_obs of the
-    compute component) drawn in numpy from each draw's Student-t / Normal. JAX's Student-t sampler (a gamma
-    rejection loop) took 15 s for 2,000 x 6,000 values on the 2-core CPU, numpy 0.5 s (benchmarks/RESULTS.md,
-    fixed costs). The model is traced here, so that the function may run in another thread."""
+    """A function returning ``n`` joint draws from the prior: the latent sites (the model run forward from ``n``
+    keys; a small program, since nothing else it computes is returned), their deterministic sites and the
+    observed sites' likelihood parameters (``replay``: the program that replays the posterior draws,
+    :func:`_replayer`), and the observed sites' prior predictive (y, and x_obs of the compute component) drawn
+    in numpy from each draw's Student-t / Normal. JAX's Student-t sampler (a gamma rejection loop) took 15 s for
+    2,000 x 6,000 values on the 2-core CPU, numpy 0.5 s (benchmarks/RESULTS.md, fixed costs). The model is
+    traced here, so that the function may run in another thread. The function compiles its programs, then
+    waits for its optional argument ``start`` (a threading.Event) before running them."""
     structure = structure or _model_structure(data, config)
     replay = replay or _replayer(data, config, structure)
 
@@ -685,8 +693,12 @@ def _prior_job(
         jax.jit(jax.vmap(one), compiler_options=PRIOR_LATENT_COMPILER_OPTIONS).lower(keys)
     )
 
-    def draw() -> dict[str, np.ndarray]:
-        latent = jax.tree.map(np.asarray, latent_program()(keys))
+    def draw(start: threading.Event | None = None) -> dict[str, np.ndarray]:
+        program = latent_program()
+        replay.compile()
+        if start is not None:
+            start.wait()
+        latent = jax.tree.map(np.asarray, program(keys))
         derived, _, params = replay(latent, keep=("deterministic", "params"))
         out = {**latent, **derived}
         rng = np.random.default_rng(seed)
@@ -748,7 +760,8 @@ def _replayer(data: ModelData, config: ModelConfig, structure: _ModelStructure) 
     arrays are read-only (views of JAX's buffers, not copied); copy one before writing into it.
 
     The model is traced here, in the calling thread (NumPyro's effect handlers are global, so models must not
-    be traced in two threads at once); the program is compiled on first use, in whichever thread that is."""
+    be traced in two threads at once); the program is compiled on first use, in whichever thread that is, or
+    by ``replay.compile()``."""
     observed = [k for k in OBSERVED_SITES if k in structure.observed]
 
     def one(draw):  # noqa: ANN001, ANN202
@@ -780,6 +793,7 @@ def _replayer(data: ModelData, config: ModelConfig, structure: _ModelStructure) 
             jax.tree.map(lambda *v: _read_only(np.concatenate(v)), *part) for part in zip(*kept, strict=True)
         )
 
+    replay.compile = run
     return replay
 
 
