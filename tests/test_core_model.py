@@ -532,22 +532,29 @@ def test_a_saved_fit_is_reused_only_for_the_same_model(small_post, small_table) 
 
 
 def test_prior_draws_wait_for_the_mode_and_never_hang_a_failed_fit(small_table, monkeypatch) -> None:
-    import threading
-    import time
-
     from bayes_l2l import infer
 
     table, _ = small_table
     design = build_design(table, Question(x="val/c4", y="test/hellaswag", factors=["pretraining_data"]))
+    started = []
+
+    class Recorded(infer._InBackground):
+        def __init__(self, work) -> None:  # noqa: ANN001
+            super().__init__(work)
+            started.append(self)
 
     def broken_start(*args, **kwargs):
         raise RuntimeError("start failed")
 
+    monkeypatch.setattr(infer, "_InBackground", Recorded)
     monkeypatch.setattr(infer, "_baseline_init", broken_start)
     with pytest.raises(RuntimeError, match="start failed"):
         fit(design, method="approx", seed=0)
-    # the background prior job (waiting for the mode) was released and finishes
-    deadline = time.monotonic() + 120
-    while any(t.name.startswith("bayes-l2l-prior") for t in threading.enumerate()):
-        assert time.monotonic() < deadline, "the prior thread still runs after a failed fit"
-        time.sleep(0.2)
+    # the background prior job was started, then released and abandoned: it returns without drawing
+    assert len(started) == 1
+    assert started[0]._future.result(timeout=120) == {}
+    # a fit's own arrays are read-only copies, latent sites (identity transforms) included
+    monkeypatch.undo()
+    post = fit(design, method="approx", seed=0)
+    for site in ("base_h", "d_h", "sigma", "K"):
+        assert not post.dt["posterior"][site].values.flags.writeable, site

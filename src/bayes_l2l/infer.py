@@ -507,8 +507,10 @@ class _Laplace:
             start += leaf.size
         unconstrained = jax.tree_util.tree_unflatten(treedef, parts)
         transforms = self.structure.transforms
+        # copies (identity transforms return views of ``flat``), read-only like the replayed arrays
         return {
-            k: np.asarray(transforms[k](v)).reshape(*lead, *np.shape(v)[1:]) for k, v in unconstrained.items()
+            k: _read_only(np.array(transforms[k](v)).reshape(*lead, *np.shape(v)[1:]))
+            for k, v in unconstrained.items()
         }
 
     def datatree(self, latent: dict[str, np.ndarray], data: ModelData, config: ModelConfig, **kwargs: Any):  # noqa: ANN201
@@ -540,17 +542,17 @@ def _laplace(design: Design, data: ModelData, config: ModelConfig, seed: int) ->
     """The mode of the jitted potential from the least-squares start (:func:`_minimize_whitened`), then the
     Hessian there (central differences of the same compiled gradient: no second compilation). The fit's
     prior draws start first, in a background thread: their programs compile beside the start and the
-    gradient's compilation, and they run once the mode is found (run beside the mode search, they slowed each of
-    its gradient calls about 8-fold on 2 cores; benchmarks/RESULTS.md, fixed costs V)."""
+    gradient's compilation, and they run once the mode is found (run beside the mode search,
+    they slowed each of its gradient calls about 8-fold on 2 cores; benchmarks/RESULTS.md, fixed costs V)."""
     from jax.flatten_util import ravel_pytree
     from numpyro.infer.util import potential_energy
 
     structure = _model_structure(data, config)
     replay = _replayer(data, config, structure)
-    mode_found = threading.Event()
+    mode_found = _StartSignal()
     prior_draws = _prior_job(data, config, seed + 1, structure=structure, replay=replay)
-    prior = _InBackground(functools.partial(prior_draws, mode_found))
     try:  # the background thread waits for mode_found: set it however this ends
+        prior = _InBackground(functools.partial(prior_draws, mode_found))
         start = _unconstrained_start(structure, _baseline_init(design, config), seed)
         flat0, unravel = ravel_pytree({k: jax.numpy.asarray(v, dtype=float) for k, v in start.items()})
 
@@ -564,9 +566,13 @@ def _laplace(design: Design, data: ModelData, config: ModelConfig, seed: int) ->
             return float(val), np.asarray(grad, dtype=float)
 
         opt = _minimize_whitened(fun, np.asarray(flat0, float))
+        mode_found.set()  # before the Hessian: measured 0.1-0.2 s faster than after it (fixed costs V)
+        hess = _hessian_by_differences(lambda v: fun(v)[1], np.asarray(opt.x))
+    except BaseException:
+        mode_found.abandoned = True  # the fit failed: the prior draws are not needed
+        raise
     finally:
         mode_found.set()
-    hess = _hessian_by_differences(lambda v: fun(v)[1], np.asarray(opt.x))
     eigval, eigvec = np.linalg.eigh(hess)
     return _Laplace(
         structure=structure,
@@ -680,7 +686,7 @@ def _prior_job(
     in numpy from each draw's Student-t / Normal. JAX's Student-t sampler (a gamma rejection loop) took 15 s for
     2,000 x 6,000 values on the 2-core CPU, numpy 0.5 s (benchmarks/RESULTS.md, fixed costs). The model is
     traced here, so that the function may run in another thread. The function compiles its programs, then
-    waits for its optional argument ``start`` (a threading.Event) before running them."""
+    waits for its optional argument ``start`` (a :class:`_StartSignal`) before running them ({} if abandoned)."""
     structure = structure or _model_structure(data, config)
     replay = replay or _replayer(data, config, structure)
 
@@ -693,11 +699,13 @@ def _prior_job(
         jax.jit(jax.vmap(one), compiler_options=PRIOR_LATENT_COMPILER_OPTIONS).lower(keys)
     )
 
-    def draw(start: threading.Event | None = None) -> dict[str, np.ndarray]:
+    def draw(start: _StartSignal | None = None) -> dict[str, np.ndarray]:
         program = latent_program()
         replay.compile()
         if start is not None:
             start.wait()
+            if start.abandoned:
+                return {}
         latent = jax.tree.map(np.asarray, program(keys))
         derived, _, params = replay(latent, keep=("deterministic", "params"))
         out = {**latent, **derived}
@@ -812,11 +820,18 @@ def _compile_once(lowered: Any) -> Any:
     return get
 
 
+class _StartSignal(threading.Event):
+    """Set when a fit's prior draws may run (its mode is found); ``abandoned`` when the fit failed before that
+    and they should not run at all."""
+
+    abandoned: bool = False
+
+
 class _InBackground:
     """A function of no arguments run in a background thread; ``result()`` waits for it (and re-raises its
     error). The prior draws of a fit (compiling and running their programs, 2 s cold on the 6,000-checkpoint
-    table) run beside the mode search and the sampler: everything they trace is traced before the thread
-    starts."""
+    table) compile beside the start and the mode search and run beside the sampler: everything they trace is
+    traced before the thread starts."""
 
     def __init__(self, work: Any) -> None:
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bayes-l2l-prior")
