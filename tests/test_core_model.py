@@ -301,7 +301,13 @@ def test_centred_and_split_run_offsets_are_the_same_prior_written_directly(small
 def test_curvature_shape_replaces_log_kappa_by_the_identified_curvature(small_table) -> None:
     from numpyro import handlers
 
-    from bayes_l2l.model import SOFTPLUS_SHARPNESS, ModelConfig, ModelData, l2l_model
+    from bayes_l2l.model import (
+        CURVATURE_LINEAR_MARGIN,
+        SOFTPLUS_SHARPNESS,
+        ModelConfig,
+        ModelData,
+        l2l_model,
+    )
 
     table, _ = small_table
     design = build_design(table, Question(x="val/c4", y="test/hellaswag", factors=["pretraining_data"]))
@@ -318,7 +324,9 @@ def test_curvature_shape_replaces_log_kappa_by_the_identified_curvature(small_ta
     expected = floor + np.log1p(np.exp(SOFTPLUS_SHARPNESS * (t - floor))) / SOFTPLUS_SHARPNESS
     np.testing.assert_allclose(np.asarray(tr["kappa"]["value"]), expected, rtol=1e-10)
     assert floor == 0.25 and np.all(np.asarray(tr["kappa"]["value"]) > floor)
-    np.testing.assert_allclose(expected[t > floor + 0.25], t[t > floor + 0.25], atol=1e-3)
+    linear = t > floor + CURVATURE_LINEAR_MARGIN
+    assert CURVATURE_LINEAR_MARGIN == 0.25
+    np.testing.assert_allclose(expected[linear], t[linear], atol=1e-3)
     # the floor holds where 1 + q g is far below it (the kappa -> 0 limit short runs ran into without it)
     from bayes_l2l.model import curvature_kappa
 

@@ -45,6 +45,7 @@ from bayes_l2l.compile_cache import configure_compilation_cache  # noqa: E402
 from bayes_l2l.design import Design  # noqa: E402
 from bayes_l2l.errors import UserInputError  # noqa: E402
 from bayes_l2l.model import (  # noqa: E402
+    CURVATURE_LINEAR_MARGIN,
     CURVATURE_PARAMS,
     PAPER_PARAMS,
     PARAMS,
@@ -229,6 +230,9 @@ def _baseline_init(design: Design, config: ModelConfig) -> dict[str, np.ndarray]
     """Starting values from per-condition least-squares fits, regressed on the effect design."""
     rows = []
     x_ref = design.x_ref
+    kappa_lo = 0.1
+    if config.shape == "curvature":  # start where kappa = 1 + q g, above the floor's flat part
+        kappa_lo = max(kappa_lo, config.kappa_floor + CURVATURE_LINEAR_MARGIN)
     for c in range(design.n_conditions):
         sel = design.cond_idx == c
         x, y = design.x[sel], design.y[sel]
@@ -240,8 +244,6 @@ def _baseline_init(design: Design, config: ModelConfig) -> dict[str, np.ndarray]
             k, kappa, ex, ey = p["K"], p["kappa"], p["Ex"], p["Ey"]
         except Exception:  # noqa: BLE001 - a failed comparator fit only costs a worse start
             k, kappa, ex, ey = float(np.ptp(y) or 0.1), 1.0, x.min() - 0.5, y.min() - 0.1
-        # under the curvature shape, start where kappa = 1 + q g (above the floor's flat part)
-        kappa_lo = max(0.1, config.kappa_floor + 0.25) if config.shape == "curvature" else 0.1
         kappa = float(np.clip(kappa, kappa_lo, 8.0))
         if config.paper_mode:
             ex, ey = config.fixed_Ex[c], config.fixed_Ey[c]

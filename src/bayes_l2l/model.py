@@ -62,7 +62,10 @@ DEFAULT_EFFECT_SCALE: dict[str, float] = {
 DEFAULT_BASE_SD: dict[str, float] = {"h": 1.0, "logs": 1.0, "logkappa": 0.5, "u": 1.0, "logK": 1.0, "q": 1.0}
 SOFTPLUS_SHARPNESS = 20.0
 """kappa = f + softplus(20 (1 + q g - f)) / 20 under shape='curvature' (f = ModelConfig.kappa_floor): equal to
-1 + q g to 1e-3 where that is >= f + 0.25."""
+1 + q g to 1e-3 where that is >= f + CURVATURE_LINEAR_MARGIN."""
+CURVATURE_LINEAR_MARGIN = 0.25
+"""How far above the floor 1 + q g must be for kappa to equal it (to 1e-3: softplus(20 x) / 20 = x + 3e-4 at
+x = 0.25); below that the softplus bends towards the floor."""
 
 
 class GammaShapeTwo(dist.Gamma):
@@ -288,7 +291,7 @@ def _run_basis(cond_of_run: np.ndarray) -> dict[str, Any]:
 
 def curvature_kappa(q: Any, g_ref: Any, floor: float, softplus: Any = None) -> Any:
     """kappa = floor + softplus(20 (1 + q g_ref - floor)) / 20: 1 + q g_ref (to 1e-3 where that is >= floor +
-    0.25), kept smoothly above ``floor``. ``softplus``: the array library's (jax.nn's by default; PyMC's twin
+    CURVATURE_LINEAR_MARGIN), kept smoothly above ``floor``. ``softplus``: the array library's (jax.nn's by default; PyMC's twin
     passes pytensor's)."""
     softplus = softplus or jax.nn.softplus
     return floor + softplus(SOFTPLUS_SHARPNESS * (1.0 + q * g_ref - floor)) / SOFTPLUS_SHARPNESS
