@@ -24,6 +24,7 @@ Run: ``.venv/bin/pip install -e ".[bench]" && .venv/bin/python benchmarks/speed.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import platform
@@ -360,9 +361,11 @@ def _measure(args: argparse.Namespace, config: ModelConfig, cache_root: Path) ->
     design = design_for(args.checkpoints)
     log(f"design: {len(design.points)} checkpoints, {design.n_runs} runs, {design.n_conditions} conditions")
     results["points"] = len(design.points)
-    nuts = run_numpyro(
-        design, mass=args.mass, target_accept=args.target_accept, config=config, warmup=args.warmup
+    # every NUTS fit of the run: the same sampler settings and model
+    fit_nuts = functools.partial(
+        run_numpyro, mass=args.mass, target_accept=args.target_accept, config=config, warmup=args.warmup
     )
+    nuts = fit_nuts(design)
     post = nuts.pop("post")
     results["numpyro"] = nuts
     log(
@@ -381,9 +384,7 @@ def _measure(args: argparse.Namespace, config: ModelConfig, cache_root: Path) ->
             f"ESS/s ratio bayes-l2l / nutpie = {results['ess_per_s_ratio']:.2f}"
         )
     if args.warm_rerun:
-        again = run_numpyro(
-            design, mass=args.mass, target_accept=args.target_accept, config=config, warmup=args.warmup
-        )
+        again = fit_nuts(design)
         again.pop("post")
         results["numpyro_warm_cache"] = again
         log(f"bayes-l2l, same table again (programs in the cache): {again['wall_s']:.1f} s")
@@ -404,9 +405,7 @@ def _measure(args: argparse.Namespace, config: ModelConfig, cache_root: Path) ->
                 growth.append({"checkpoints": len(design.points), **nuts})
                 continue
             d = design_for(per_run)
-            r = run_numpyro(
-                d, mass=args.mass, target_accept=args.target_accept, config=config, warmup=args.warmup
-            )
+            r = fit_nuts(d)
             r.pop("post")
             growth.append({"checkpoints": len(d.points), **r})
             log(f"growth: {len(d.points)} checkpoints: {r['wall_s']:.1f} s, R-hat {r['max_rhat']:.3f}")

@@ -304,7 +304,8 @@ def fit_command(
         console.print(f"posterior written to {escape(str(output))}")
     if not post.diagnostics["ok"]:
         hint = ""
-        if post.settings.get("chains", 4) < 2:
+        one_chain = post.settings.get("chains", 4) < 2
+        if one_chain:
             hint = "; run --chains 2 or more (the default is 4) so that R-hat can be computed"
         elif post.diagnostics.get("divergences"):
             hint = (
@@ -312,11 +313,7 @@ def fit_command(
             )
         elif post.diagnostics.get("max_rhat") and post.diagnostics["max_rhat"] > 1.01:
             hint = "; try more --warmup and --draws"
-        if (
-            post.method == "nuts"
-            and post.settings.get("mass") == "laplace"
-            and post.settings.get("chains", 4) > 1
-        ):
+        if post.method == "nuts" and post.settings.get("mass") == "laplace" and not one_chain:
             # measured: on single-run conditions the whitened sampler can mix worse than dense adaptation
             hint += ("; or" if hint else "; try") + " --mass dense (it passes some tables laplace does not)"
         raise DiagnosticsError(
