@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from bayes_l2l.design import Question, build_design
-from bayes_l2l.evidence import DEFAULT_ROPE, compare_factor, gap_draws, param_delta_draws
+from bayes_l2l.evidence import DEFAULT_ROPE, compare_factor, decide, gap_draws, param_delta_draws
 from bayes_l2l.infer import DEFAULT_MASS, LEGACY_MASS, MASS_CHOICES, fit
 from bayes_l2l.model import ModelConfig, add_model_arguments
 from bayes_l2l.simulate import SimulationSpec, simulate_table
@@ -46,6 +46,9 @@ PARAMS = {"delta_log_K": "log_K", "delta_log_kappa": "log_kappa", "delta_Ex": "E
 """Contrast parameter name -> simulator effect name."""
 RANK_DRAWS = 99
 """Posterior draws (evenly thinned) the truth is ranked among: ranks 0..99."""
+ROPE_CURVE = (0.005, 0.01, 0.015, 0.02, 0.03)
+"""ROPEs (nats) at which every contrast is also decided, from the same posterior draws: the decision rule's
+operating curve ("shift" rate for the planted gap against the null factor's) as the ROPE varies."""
 
 
 def scenario(gap: float, runs: int, checkpoints: int) -> SimulationSpec:
@@ -95,6 +98,7 @@ def one_seed(spec: SimulationSpec, seed: int, sampler: dict[str, Any], rope: flo
         t = truth.true_gap_summary(factor, c.level)
         c_l, c_b = design.condition_of({factor: c.level}), design.condition_of({})
         gaps, _ = gap_draws(post, c_l, c_b)
+        mean_d, maxabs_d = np.nanmean(gaps, axis=1), np.nanmax(np.abs(gaps), axis=1)
         deltas = param_delta_draws(params, c_l, c_b)
         planted = spec.effects.get(factor, {}).get(c.level, {})
         true_params = {name: float(planted.get(eff, 0.0)) for name, eff in PARAMS.items()}
@@ -108,7 +112,8 @@ def one_seed(spec: SimulationSpec, seed: int, sampler: dict[str, Any], rope: flo
             "gap_mean": c.gap_mean,
             "gap_hdi90": c.gap_hdi90,
             "gap_covered": inside(c.gap_hdi90, t["mean_gap"]),
-            "gap_rank": rank_of(t["mean_gap"], np.nanmean(gaps, axis=1)),
+            "gap_rank": rank_of(t["mean_gap"], mean_d),
+            "decision_by_rope": {f"{r:g}": decide(mean_d, maxabs_d, r)[0] for r in ROPE_CURVE},
             "params": {
                 name: {
                     "truth": true_params[name],
@@ -161,6 +166,7 @@ def summarise(records: list[dict[str, Any]], spec: SimulationSpec) -> dict[str, 
             "mean_abs_error_gap": float(np.mean([abs(c["gap_mean"] - c["true_mean_gap"]) for c in cs])),
             "params": par,
         }
+    out["rope_curve"] = rope_curve(records, spec)
     out["gap_coverage_all"] = float(np.mean(gap_hits))
     out["gap_coverage_all_ci95"] = binom_ci(int(np.sum(gap_hits)), len(gap_hits))
     out["param_coverage_all"] = float(np.mean(param_hits))
@@ -177,6 +183,20 @@ def summarise(records: list[dict[str, Any]], spec: SimulationSpec) -> dict[str, 
         "median": float(np.median([r["wall_s"] for r in records])),
         "max": float(np.max([r["wall_s"] for r in records])),
     }
+    return out
+
+
+def rope_curve(records: list[dict[str, Any]], spec: SimulationSpec) -> dict[str, Any]:
+    """Per factor and ROPE of ROPE_CURVE: the rate of "shift" decisions (with its 95% interval) over the seeds
+    whose records hold decisions by ROPE (records written before ROPE_CURVE existed lack them)."""
+    with_curve = [r for r in records if all("decision_by_rope" in c for c in r["contrasts"].values())]
+    out: dict[str, Any] = {"seeds": len(with_curve), "factors": {}}
+    for factor in spec.factors if with_curve else []:
+        rates = {}
+        for rope in (f"{r:g}" for r in ROPE_CURVE):
+            k = sum(r["contrasts"][factor]["decision_by_rope"][rope] == "shift" for r in with_curve)
+            rates[rope] = {"shift_rate": k / len(with_curve), "shift_rate_ci95": binom_ci(k, len(with_curve))}
+        out["factors"][factor] = rates
     return out
 
 
@@ -263,6 +283,25 @@ def markdown(summary: dict[str, Any], args: argparse.Namespace, spec: Simulation
         "![rank histograms](rank_histograms.png)",
         "",
     ]
+    curve = summary.get("rope_curve", {})
+    if curve.get("factors"):
+        ropes = [f"{r:g}" for r in ROPE_CURVE]
+        lines += [
+            f'Decided "shift" as the ROPE varies (the same {curve["seeds"]} fits; P(|mean gap| > ROPE) >= 0.95):',
+            "",
+            "| factor (level) | true mean gap | " + " | ".join(f"ROPE {r}" for r in ropes) + " |",
+            "|---|---|" + "---|" * len(ropes),
+        ]
+        for factor, rates in curve["factors"].items():
+            f = summary["factors"][factor]
+            cells = []
+            for r in ropes:
+                lo, hi = rates[r]["shift_rate_ci95"]
+                cells.append(f"{pct(rates[r]['shift_rate'])} [{pct(lo)}, {pct(hi)}]")
+            lines.append(
+                f"| {factor} ({f['level']}) | {f['true_mean_gap']:.3f} | " + " | ".join(cells) + " |"
+            )
+        lines.append("")
     return "\n".join(lines)
 
 
