@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from bayes_l2l.design import Question, build_design
-from bayes_l2l.evidence import DEFAULT_ROPE, compare_factor, decide, gap_draws, param_delta_draws
+from bayes_l2l.evidence import DEFAULT_ROPE, compare_factor, gap_draws, param_delta_draws, rope_thresholds
 from bayes_l2l.infer import DEFAULT_MASS, LEGACY_MASS, MASS_CHOICES, fit
 from bayes_l2l.model import ModelConfig, add_model_arguments
 from bayes_l2l.simulate import SimulationSpec, simulate_table
@@ -46,7 +46,7 @@ PARAMS = {"delta_log_K": "log_K", "delta_log_kappa": "log_kappa", "delta_Ex": "E
 """Contrast parameter name -> simulator effect name."""
 RANK_DRAWS = 99
 """Posterior draws (evenly thinned) the truth is ranked among: ranks 0..99."""
-ROPE_CURVE = (0.005, 0.01, 0.015, 0.02, 0.03)
+ROPE_CURVE = (0.005, 0.0075, 0.01, 0.015, 0.02, 0.03)
 """ROPEs (nats) at which every contrast is also decided, from the same posterior draws: the decision rule's
 operating curve ("shift" rate for the planted gap against the null factor's) as the ROPE varies."""
 
@@ -113,7 +113,7 @@ def one_seed(spec: SimulationSpec, seed: int, sampler: dict[str, Any], rope: flo
             "gap_hdi90": c.gap_hdi90,
             "gap_covered": inside(c.gap_hdi90, t["mean_gap"]),
             "gap_rank": rank_of(t["mean_gap"], mean_d),
-            "decision_by_rope": {f"{r:g}": decide(mean_d, maxabs_d, r)[0] for r in ROPE_CURVE},
+            "shift_if_rope_below": rope_thresholds(mean_d, maxabs_d)[0],
             "params": {
                 name: {
                     "truth": true_params[name],
@@ -188,14 +188,17 @@ def summarise(records: list[dict[str, Any]], spec: SimulationSpec) -> dict[str, 
 
 def rope_curve(records: list[dict[str, Any]], spec: SimulationSpec) -> dict[str, Any]:
     """Per factor and ROPE of ROPE_CURVE: the rate of "shift" decisions (with its 95% interval) over the seeds
-    whose records hold decisions by ROPE (records written before ROPE_CURVE existed lack them)."""
-    with_curve = [r for r in records if all("decision_by_rope" in c for c in r["contrasts"].values())]
+    whose records hold the contrast's ROPE threshold (records written before it existed lack it)."""
+    with_curve = [r for r in records if all("shift_if_rope_below" in c for c in r["contrasts"].values())]
     out: dict[str, Any] = {"seeds": len(with_curve), "factors": {}}
     for factor in spec.factors if with_curve else []:
         rates = {}
-        for rope in (f"{r:g}" for r in ROPE_CURVE):
-            k = sum(r["contrasts"][factor]["decision_by_rope"][rope] == "shift" for r in with_curve)
-            rates[rope] = {"shift_rate": k / len(with_curve), "shift_rate_ci95": binom_ci(k, len(with_curve))}
+        for rope in ROPE_CURVE:
+            k = sum(rope < r["contrasts"][factor]["shift_if_rope_below"] for r in with_curve)
+            rates[f"{rope:g}"] = {
+                "shift_rate": k / len(with_curve),
+                "shift_rate_ci95": binom_ci(k, len(with_curve)),
+            }
         out["factors"][factor] = rates
     return out
 

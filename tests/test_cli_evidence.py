@@ -326,3 +326,22 @@ def test_report_command(synthetic_dir, tmp_path, capsys) -> None:
     assert len(list((tmp_path / "figs").glob("*.png"))) == 6
     code, _, err = run(capsys, "report", synthetic_dir, "-o", out, "--no-loo")
     assert code == 2 and "--overwrite" in err
+
+
+def test_rope_thresholds_give_decide_at_every_rope() -> None:
+    import numpy as np
+
+    from bayes_l2l.evidence import decide, rope_thresholds
+
+    rng = np.random.default_rng(0)
+    for loc, sd, n in [(0.05, 0.015, 4000), (0.0, 0.01, 4000), (-0.03, 0.02, 999), (0.004, 0.002, 20)]:
+        mean_d = rng.normal(loc, sd, n)
+        maxabs = np.abs(mean_d) + rng.exponential(0.005, n)
+        mean_d[:3] = np.nan  # draws without a gap count as neither shift nor equivalence
+        maxabs[:3] = np.nan
+        shift_below, equiv_above = rope_thresholds(mean_d, maxabs)
+        for rope in np.concatenate([np.linspace(1e-4, 0.1, 400), [shift_below, equiv_above]]):
+            decision = decide(mean_d, maxabs, float(rope))[0]
+            assert (decision == "shift") == (rope < shift_below)
+            if decision != "shift":
+                assert (decision == "no practical shift") == (rope > equiv_above)

@@ -70,6 +70,16 @@ def decide(mean_draws: np.ndarray, maxabs_draws: np.ndarray, rope: float) -> tup
     return "undecided", p_shift, p_equiv
 
 
+def rope_thresholds(mean_draws: np.ndarray, maxabs_draws: np.ndarray) -> tuple[float, float]:
+    """The ROPEs (nats) at which :func:`decide` changes its answer for these draws: "shift" for every ROPE below
+    the first value, and (where not "shift") "no practical shift" for every ROPE above the second. So one
+    posterior's decisions at every ROPE are two numbers (NaN draws count as neither)."""
+    m = np.sort(np.nan_to_num(np.abs(np.asarray(mean_draws, float)), nan=-np.inf))
+    mx = np.sort(np.nan_to_num(np.asarray(maxabs_draws, float), nan=np.inf))
+    need = int(np.ceil(DECISION_PROB * m.size - 1e-9))  # draws that must clear the ROPE
+    return float(m[m.size - need]), float(mx[need - 1])
+
+
 @dataclass
 class ContrastResult:
     """One level of a factor against the base level, on a matched pair of conditions."""
