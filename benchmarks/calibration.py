@@ -36,7 +36,14 @@ from typing import Any
 import numpy as np
 
 from bayes_l2l.design import Question, build_design
-from bayes_l2l.evidence import DEFAULT_ROPE, compare_factor, gap_draws, param_delta_draws, rope_thresholds
+from bayes_l2l.evidence import (
+    DEFAULT_ROPE,
+    compare_factor,
+    gap_draws,
+    gap_summary_draws,
+    param_delta_draws,
+    rope_thresholds,
+)
 from bayes_l2l.infer import DEFAULT_MASS, LEGACY_MASS, MASS_CHOICES, fit
 from bayes_l2l.model import ModelConfig, add_model_arguments
 from bayes_l2l.simulate import SimulationSpec, simulate_table
@@ -98,7 +105,7 @@ def one_seed(spec: SimulationSpec, seed: int, sampler: dict[str, Any], rope: flo
         t = truth.true_gap_summary(factor, c.level)
         c_l, c_b = design.condition_of({factor: c.level}), design.condition_of({})
         gaps, _ = gap_draws(post, c_l, c_b)
-        mean_d, maxabs_d = np.nanmean(gaps, axis=1), np.nanmax(np.abs(gaps), axis=1)
+        mean_d, maxabs_d = gap_summary_draws(gaps)
         deltas = param_delta_draws(params, c_l, c_b)
         planted = spec.effects.get(factor, {}).get(c.level, {})
         true_params = {name: float(planted.get(eff, 0.0)) for name, eff in PARAMS.items()}

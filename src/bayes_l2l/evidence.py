@@ -54,6 +54,12 @@ def hdi(draws: np.ndarray, prob: float = CI_PROB) -> tuple[float, float]:
     return (float(d[i]), float(d[i + n_in - 1]))
 
 
+def gap_summary_draws(gaps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per draw of a gap curve (draws, grid): the mean gap over the grid and max |gap| (nats), what
+    :func:`decide` takes."""
+    return np.nanmean(gaps, axis=1), np.nanmax(np.abs(gaps), axis=1)
+
+
 def decide(mean_draws: np.ndarray, maxabs_draws: np.ndarray, rope: float) -> tuple[str, float, float]:
     """(decision, P(shift), P(inside ROPE)).
 
@@ -239,8 +245,7 @@ def compare_factor(
             gap_mean_d = maxabs_d = np.full(1, np.nan)
             decision, p_shift, p_eq = NO_SUPPORT, float("nan"), float("nan")
         else:
-            gap_mean_d = np.nanmean(gaps, axis=1)
-            maxabs_d = np.nanmax(np.abs(gaps), axis=1)
+            gap_mean_d, maxabs_d = gap_summary_draws(gaps)
             decision, p_shift, p_eq = decide(gap_mean_d, maxabs_d, rope)
         res = ContrastResult(
             factor=factor,
