@@ -16,7 +16,10 @@ Tables:
 2. Gemstones (22 models on one data set): x = val/fineweb_edu, y = the mean of the hellaswag and piqa task
    losses (the tasks analysis/gemstones.py finds resolvable); no factor (one shared curve, run offsets).
 
-Metrics per run: MAE (nats) of each method, and the coverage of bayes-l2l's 90% intervals.
+Metrics per run: MAE (nats) of each method, and the coverage of bayes-l2l's 90% intervals. Whether bayes-l2l's
+MAE differs from a baseline's beyond the noise of the few held-out checkpoints is measured by a paired bootstrap
+of the absolute errors (``paired_difference``: per run over its held-out checkpoints; pooled over runs by
+resampling whole runs where there are at least ``MIN_RUNS_FOR_RUN_BOOTSTRAP``).
 Run: ``.venv/bin/python benchmarks/accuracy.py [--shared ../shared] [--out out/benchmarks/accuracy]``
 Writes ``results.json`` and ``summary.md``.
 """
@@ -33,6 +36,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy.stats import bootstrap
 
 from bayes_l2l.baseline import baseline_points, fit_group
 from bayes_l2l.design import Question, build_design
@@ -46,6 +50,59 @@ REPO = Path(__file__).resolve().parents[1]
 FIT_FRACTION = 0.7
 BASELINES = ("free", "two_stage", "power_law", "linear")
 GEMSTONES_Y = "mean(test/hellaswag,test/piqa)"
+BOOTSTRAP_LEVEL = 0.95
+BOOTSTRAP_RESAMPLES = 9999
+MIN_RUNS_FOR_RUN_BOOTSTRAP = 5
+
+
+def _verdict(lo: float, hi: float) -> str:
+    return "better" if hi < 0 else "worse" if lo > 0 else "within noise"
+
+
+def _paired_percentile_ci(u: np.ndarray, v: np.ndarray, statistic: Any, seed: int) -> tuple[float, float]:
+    """95% percentile bootstrap interval of ``statistic(u, v, axis)`` over paired resamples of (u, v)."""
+    ci = bootstrap(
+        (u, v),
+        statistic,
+        paired=True,
+        vectorized=True,
+        confidence_level=BOOTSTRAP_LEVEL,
+        n_resamples=BOOTSTRAP_RESAMPLES,
+        method="percentile",
+        rng=np.random.default_rng(seed),
+    ).confidence_interval
+    return float(ci.low), float(ci.high)
+
+
+def paired_difference(bayes_err: np.ndarray, base_err: np.ndarray, seed: int = 0) -> dict[str, Any]:
+    """MAE of bayes-l2l minus a baseline's on the same held-out checkpoints (nats), with a 95% percentile
+    bootstrap interval over the checkpoints (paired). Held-out checkpoints of one run are serially
+    correlated, so this interval is, if anything, too narrow: "within noise" is a conservative verdict,
+    "better" / "worse" an optimistic one."""
+    a, b = np.asarray(bayes_err, float), np.asarray(base_err, float)
+    diff = float(np.mean(a) - np.mean(b))
+    if len(a) < 2 or np.allclose(a - b, (a - b)[0]):
+        return {"diff": diff, "lo": diff, "hi": diff, "verdict": _verdict(diff, diff), "n": len(a)}
+    lo, hi = _paired_percentile_ci(
+        a, b, lambda u, v, axis: np.mean(u, axis=axis) - np.mean(v, axis=axis), seed
+    )
+    return {"diff": diff, "lo": lo, "hi": hi, "verdict": _verdict(lo, hi), "n": len(a)}
+
+
+def pooled_difference(rows: list[dict[str, Any]], method: str, seed: int = 0) -> dict[str, Any] | None:
+    """Pooled (checkpoint-weighted) MAE difference bayes-l2l minus ``method`` over the runs where the method
+    is defined, with a 95% interval from resampling whole runs (a cluster bootstrap, which keeps each run's
+    correlated checkpoints together); None with fewer than ``MIN_RUNS_FOR_RUN_BOOTSTRAP`` such runs."""
+    use = [r for r in rows if r.get(f"{method}_abs_err") is not None]
+    if len(use) < MIN_RUNS_FOR_RUN_BOOTSTRAP:
+        return None
+    dsum = np.array([np.sum(np.subtract(r["bayes_abs_err"], r[f"{method}_abs_err"])) for r in use])
+    n = np.array([r["n_test"] for r in use], dtype=float)
+    diff = float(dsum.sum() / n.sum())
+    lo, hi = _paired_percentile_ci(
+        dsum, n, lambda d, m, axis: np.sum(d, axis=axis) / np.sum(m, axis=axis), seed
+    )
+    return {"diff": diff, "lo": lo, "hi": hi, "verdict": _verdict(lo, hi), "runs": len(use)}
 
 
 def split_runs(pts: pd.DataFrame, frac: float = FIT_FRACTION) -> pd.DataFrame:
@@ -117,13 +174,15 @@ def evaluate(
             continue
         pred = predict(post, test["x"].to_numpy(float), run=str(run))
         y = test["y"].to_numpy(float)
+        bayes_err = np.abs(pred["mean"].to_numpy() - y)
         row: dict[str, Any] = {
             "run": str(run),
             "n_fit": len(train),
             "n_test": len(test),
             "x_fit": [float(train["x"].min()), float(train["x"].max())],
             "x_test": [float(test["x"].min()), float(test["x"].max())],
-            "bayes_mae": float(np.mean(np.abs(pred["mean"].to_numpy() - y))),
+            "bayes_mae": float(np.mean(bayes_err)),
+            "bayes_abs_err": bayes_err.tolist(),
             "bayes_cover90": float(np.mean((y >= pred["lo90"].to_numpy()) & (y <= pred["hi90"].to_numpy()))),
             "bayes_width90": float(np.mean(pred["hi90"].to_numpy() - pred["lo90"].to_numpy())),
         }
@@ -133,7 +192,10 @@ def evaluate(
             err = np.abs(res.predict(test["x"].to_numpy(float)) - y) if res is not None else None
             # A fit whose E_x lies above a held-out x cannot predict it (the law is undefined there): no
             # MAE for that run; the number of such checkpoints is recorded.
-            row[f"{method}_mae"] = float(np.mean(err)) if err is not None and np.isfinite(err).all() else None
+            defined = err is not None and bool(np.isfinite(err).all())
+            row[f"{method}_mae"] = float(np.mean(err)) if defined else None
+            row[f"{method}_abs_err"] = err.tolist() if defined else None
+            row[f"{method}_diff"] = paired_difference(bayes_err, err) if defined else None
             row[f"{method}_undefined"] = int((~np.isfinite(err)).sum()) if err is not None else None
         present = {m: row[f"{m}_mae"] for m in BASELINES if row[f"{m}_mae"] is not None}
         row["best_baseline"] = min(present, key=present.get) if present else None
@@ -166,7 +228,19 @@ def pooled(rows: list[dict[str, Any]]) -> dict[str, Any]:
         r["best_baseline"] is None or r["bayes_mae"] <= r[f"{r['best_baseline']}_mae"] for r in rows
     )
     out["runs"] = len(rows)
+    out["diff_vs"] = {m: pooled_difference(rows, m) for m in BASELINES}
+    best = [r[f"{r['best_baseline']}_diff"] for r in rows if r["best_baseline"] is not None]
+    out["runs_vs_best_baseline"] = {
+        v: sum(d["verdict"] == v for d in best) for v in ("better", "within noise", "worse")
+    }
     return out
+
+
+def diff_cell(d: dict[str, Any] | None) -> str:
+    """``+0.012 [-0.004, +0.030] within noise`` (nats), or a dash."""
+    if d is None:
+        return "—"
+    return f"{d['diff']:+.3f} [{d['lo']:+.3f}, {d['hi']:+.3f}] {d['verdict']}"
 
 
 def markdown(results: list[dict[str, Any]], header: str) -> str:
@@ -200,8 +274,8 @@ def markdown(results: list[dict[str, Any]], header: str) -> str:
             + ".",
             "",
             "| run | fit / held out | bayes-l2l MAE | 90% PI coverage | free | two-stage | power law | linear "
-            "| best baseline |",
-            "|---|---|---|---|---|---|---|---|---|",
+            "| best baseline | bayes-l2l minus best [95% CI] |",
+            "|---|---|---|---|---|---|---|---|---|---|",
         ]
         for r in res["runs"]:
             lines.append(
@@ -211,7 +285,7 @@ def markdown(results: list[dict[str, Any]], header: str) -> str:
                     f"undefined at {r[f'{m}_undefined']} x" if r.get(f"{m}_undefined") else f(r[f"{m}_mae"])
                     for m in BASELINES
                 )
-                + f" | {r['best_baseline']} |"
+                + f" | {r['best_baseline']} | {diff_cell(r.get(f'{r["best_baseline"]}_diff'))} |"
             )
         lines += [
             f"| **pooled** | {p['n_test']} held out | **{f(p['bayes_mae'])}** | {p['bayes_cover90']:.0%} | "
@@ -220,9 +294,25 @@ def markdown(results: list[dict[str, Any]], header: str) -> str:
                 + ("" if p[f"{m}_runs_defined"] == p["runs"] else f" ({p[f'{m}_runs_defined']} runs)")
                 for m in BASELINES
             )
-            + f" | bayes-l2l <= best baseline in {p['bayes_at_least_as_good_as_best_baseline']}/{p['runs']} runs |",
+            + f" | bayes-l2l <= best baseline in {p['bayes_at_least_as_good_as_best_baseline']}/{p['runs']} runs |"
+            + (
+                " against the best: "
+                + ", ".join(f"{k} {v}" for k, v in p["runs_vs_best_baseline"].items())
+                + " |"
+                if p.get("runs_vs_best_baseline")
+                else " |"
+            ),
             "",
         ]
+        pooled_diffs = {m: d for m, d in p.get("diff_vs", {}).items() if d is not None}
+        if pooled_diffs:
+            lines += [
+                "Pooled MAE of bayes-l2l minus each baseline's (runs where it is defined; 95% CI from resampling "
+                "whole runs): "
+                + "; ".join(f"{m} {diff_cell(d)} over {d['runs']} runs" for m, d in pooled_diffs.items())
+                + ".",
+                "",
+            ]
     return "\n".join(lines)
 
 

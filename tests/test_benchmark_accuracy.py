@@ -5,7 +5,9 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
+import pytest
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "accuracy.py"
 spec = importlib.util.spec_from_file_location("accuracy_benchmark", SCRIPT)
@@ -46,3 +48,43 @@ def test_a_fit_failing_the_gate_is_refitted_once_and_both_attempts_are_recorded(
     assert "first fit at target accept 0.9 failed" in md and "(target accept 0.99)" in md
     no_retry = accuracy.evaluate("tiny", table, q, sampler, lambda msg: None)
     assert len(no_retry["attempts"]) == 1
+
+
+def test_paired_difference_separates_a_real_difference_from_noise() -> None:
+    rng = np.random.default_rng(1)
+    base = np.abs(rng.normal(0.05, 0.02, size=7))
+    better = accuracy.paired_difference(base - 0.02 + rng.normal(0, 0.002, size=7), base)
+    assert (
+        better["verdict"] == "better" and better["hi"] < 0 and better["lo"] <= better["diff"] <= better["hi"]
+    )
+    worse = accuracy.paired_difference(base + 0.02 + rng.normal(0, 0.002, size=7), base)
+    assert worse["verdict"] == "worse" and worse["lo"] > 0
+    same = accuracy.paired_difference(base + rng.normal(0, 0.02, size=7), base)
+    assert same["lo"] < same["diff"] < same["hi"]
+    one = accuracy.paired_difference(np.array([0.03]), np.array([0.05]))  # one point: no interval to draw
+    assert one["lo"] == one["hi"] == pytest.approx(-0.02)
+
+
+def test_paired_difference_interval_covers_the_true_difference_about_95_percent() -> None:
+    """Known truth: iid absolute errors whose means differ by 0.01 nats; 200 simulated comparisons of 30."""
+    rng = np.random.default_rng(2)
+    covered = 0
+    for i in range(200):
+        a, b = rng.exponential(0.05, size=30), rng.exponential(0.04, size=30)
+        d = accuracy.paired_difference(a, b, seed=i)
+        covered += d["lo"] <= 0.01 <= d["hi"]
+    assert 0.88 <= covered / 200 <= 0.99
+
+
+def test_pooled_difference_resamples_whole_runs_and_needs_enough_of_them() -> None:
+    rng = np.random.default_rng(3)
+
+    def run(shift: float) -> dict:
+        base = np.abs(rng.normal(0.05, 0.02, size=5))
+        return {"n_test": 5, "bayes_abs_err": (base + shift).tolist(), "linear_abs_err": base.tolist()}
+
+    assert accuracy.pooled_difference([run(-0.01) for _ in range(4)], "linear") is None
+    rows = [run(-0.01) for _ in range(12)]
+    rows[0]["linear_abs_err"] = None  # undefined there: left out, not counted as zero
+    d = accuracy.pooled_difference(rows, "linear")
+    assert d["runs"] == 11 and d["diff"] == pytest.approx(-0.01) and d["verdict"] == "better"
