@@ -46,13 +46,11 @@ from bayes_l2l.evidence import (
 )
 from bayes_l2l.infer import DEFAULT_MASS, LEGACY_MASS, MASS_CHOICES, fit
 from bayes_l2l.model import ModelConfig, add_model_arguments
-from bayes_l2l.simulate import SimulationSpec, simulate_table
+from bayes_l2l.simulate import RANK_DRAWS, SimulationSpec, rank_among_draws, simulate_table
 
 REPO = Path(__file__).resolve().parents[1]
 PARAMS = {"delta_log_K": "log_K", "delta_log_kappa": "log_kappa", "delta_Ex": "E_x", "delta_Ey": "E_y"}
 """Contrast parameter name -> simulator effect name."""
-RANK_DRAWS = 99
-"""Posterior draws (evenly thinned) the truth is ranked among: ranks 0..99."""
 ROPE_CURVE = (0.005, 0.0075, 0.01, 0.015, 0.02, 0.03)
 """ROPEs (nats) at which every contrast is also decided, from the same posterior draws: the decision rule's
 operating curve ("shift" rate for the planted gap against the null factor's) as the ROPE varies."""
@@ -74,12 +72,6 @@ def scenario(gap: float, runs: int, checkpoints: int) -> SimulationSpec:
         checkpoints_per_run=checkpoints,
         sizes=[160e6, 410e6],
     )
-
-
-def rank_of(truth: float, draws: np.ndarray) -> int:
-    """Number of (evenly thinned) posterior draws below ``truth``: 0..RANK_DRAWS."""
-    idx = np.linspace(0, len(draws) - 1, RANK_DRAWS).round().astype(int)
-    return int(np.sum(np.sort(draws)[idx] < truth))
 
 
 def inside(interval: list[float], value: float) -> bool:
@@ -119,7 +111,7 @@ def one_seed(spec: SimulationSpec, seed: int, sampler: dict[str, Any], rope: flo
             "gap_mean": c.gap_mean,
             "gap_hdi90": c.gap_hdi90,
             "gap_covered": inside(c.gap_hdi90, t["mean_gap"]),
-            "gap_rank": rank_of(t["mean_gap"], mean_d),
+            "gap_rank": rank_among_draws(t["mean_gap"], mean_d),
             "shift_if_rope_below": rope_thresholds(mean_d, maxabs_d)[0],
             "params": {
                 name: {
@@ -127,7 +119,7 @@ def one_seed(spec: SimulationSpec, seed: int, sampler: dict[str, Any], rope: flo
                     "mean": c.params[name]["mean"],
                     "hdi90": c.params[name]["hdi90"],
                     "covered": inside(c.params[name]["hdi90"], true_params[name]),
-                    "rank": rank_of(true_params[name], deltas[name]),
+                    "rank": rank_among_draws(true_params[name], deltas[name]),
                 }
                 for name in PARAMS
             },

@@ -19,11 +19,11 @@ def calibration():
     return module
 
 
-def test_rank_of_counts_draws_below_the_truth(calibration) -> None:
+def test_rank_among_draws_counts_draws_below_the_truth(calibration) -> None:
     draws = calibration.np.linspace(0.0, 1.0, 1000)
-    assert calibration.rank_of(-1.0, draws) == 0
-    assert calibration.rank_of(2.0, draws) == calibration.RANK_DRAWS
-    assert 45 <= calibration.rank_of(0.5, draws) <= 54
+    assert calibration.rank_among_draws(-1.0, draws) == 0
+    assert calibration.rank_among_draws(2.0, draws) == calibration.RANK_DRAWS
+    assert 45 <= calibration.rank_among_draws(0.5, draws) <= 54
 
 
 def test_one_seed_smoke_run_and_resume(calibration, tmp_path: Path, capsys) -> None:

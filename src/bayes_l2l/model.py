@@ -117,6 +117,10 @@ class ModelConfig:
     curvature the data identify where log kappa and Ex trade off along a ridge (kappa = 1 + q (x_ref - Ex),
     kept above ``kappa_floor`` by a sharp softplus). An option with its own priors: docs/priors.md,
     benchmarks/RESULTS.md."""
+    prior_centres: tuple[float, float] | None = None
+    """(h centre in nats, log-slope centre) of the base condition's priors. None (the default) takes them from
+    the data: the median y and the log of the pooled least-squares slope. Fixed centres make the prior
+    independent of y, which simulation-based calibration needs (benchmarks/sbc.py)."""
     kappa_floor: float = 0.25
     """Under shape='curvature', the lower bound of kappa. Without one, short runs let chains into the kappa -> 0
     limit of the law (y ~ log(x - Ex), K -> infinity; benchmarks/RESULTS.md); the default model's LogNormal(0,
@@ -145,7 +149,7 @@ class ModelConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ModelConfig:
         d = dict(d)
-        for k in ("prior_Ex", "prior_Ey"):
+        for k in ("prior_Ex", "prior_Ey", "prior_centres"):
             if d.get(k) is not None:
                 d[k] = tuple(d[k])
         if d.get("shape") == "curvature":
@@ -253,8 +257,8 @@ class ModelData:
             n_runs=len(design.offset_runs),
             min_x=jnp.asarray(design.cond_min_x),
             x_ref=design.x_ref,
-            h_center=float(np.median(design.y)),
-            logs_center=design.slope_center,
+            h_center=float(np.median(design.y)) if config.prior_centres is None else config.prior_centres[0],
+            logs_center=design.slope_center if config.prior_centres is None else config.prior_centres[1],
             log_n=None if log_n is None else jnp.asarray(log_n),
             log_d=None if log_d is None else jnp.asarray(log_d),
             log_n_center=float(np.median(log_n)) if log_n is not None else 0.0,

@@ -621,3 +621,14 @@ def simulate_table(spec: SimulationSpec, seed: int) -> tuple[LossTable, Simulati
     table = LossTable.from_frame(df, source=f"simulate(seed={seed})")
     truth = SimulationTruth(spec=spec, seed=int(seed), conditions=conditions, runs=runs, points=points)
     return table, truth
+
+
+RANK_DRAWS = 99
+"""Posterior draws (evenly thinned) a true value is ranked among in calibration checks: ranks 0..99."""
+
+
+def rank_among_draws(truth: float, draws: np.ndarray, n: int = RANK_DRAWS) -> int:
+    """Number of ``n`` evenly thinned posterior draws below ``truth`` (0..n): uniform over simulations when the
+    posterior is calibrated (rank histograms of benchmarks/calibration.py and benchmarks/sbc.py)."""
+    idx = np.linspace(0, len(draws) - 1, n).round().astype(int)
+    return int(np.sum(np.sort(draws)[idx] < truth))
