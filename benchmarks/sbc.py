@@ -41,9 +41,9 @@ from numpyro.infer import Predictive
 from scipy.stats import binom, chisquare
 
 from bayes_l2l.design import Design, Question, build_design
-from bayes_l2l.evidence import GRID_POINTS, gap_draws, param_delta_draws
+from bayes_l2l.evidence import gap_draws, gap_from_params, gap_summary_draws, param_delta_draws
 from bayes_l2l.infer import fit
-from bayes_l2l.model import ModelConfig, ModelData, curve, l2l_model
+from bayes_l2l.model import ModelConfig, ModelData, l2l_model
 from bayes_l2l.simulate import RANK_DRAWS, SimulationSpec, rank_among_draws, simulate_table
 
 REPO = Path(__file__).resolve().parents[1]
@@ -116,13 +116,10 @@ def one_sim(
     quantities: dict[str, dict[str, Any]] = {}
     for c in range(1, design.n_conditions):
         label = str(design.conditions["condition"].iloc[c])
-        gaps, (lo, hi) = gap_draws(post, c, base)
-        grid = np.linspace(lo, hi, GRID_POINTS)
-        true_gap = curve(grid, *(truth[k][:, c] for k in ("K", "kappa", "Ex", "Ey"))) - curve(
-            grid, *(truth[k][:, base] for k in ("K", "kappa", "Ex", "Ey"))
-        )
+        gaps, _ = gap_draws(post, c, base)
+        true_gap, _ = gap_from_params(truth, design.conditions, c, base)
         quantities[f"{label}: mean_gap"] = _quantity_record(
-            float(np.mean(true_gap)), np.nanmean(gaps, axis=1)
+            float(gap_summary_draws(true_gap)[0][0]), gap_summary_draws(gaps)[0]
         )
         true_deltas = param_delta_draws(truth, c, base)
         for name, d in param_delta_draws(params, c, base).items():

@@ -114,19 +114,31 @@ class ContrastResult:
         return asdict(self)
 
 
-def gap_draws(post: Posterior, c_level: int, c_base: int, n_grid: int = GRID_POINTS):
-    """Posterior draws of the curve gap f_level(x) - f_base(x) (nats), shape (draws, n_grid), on the two
-    conditions' common observed x support, and that support [lo, hi]; (None, [lo, hi]) without overlap."""
-    cond = post.design.conditions
-    lo = float(max(cond["min_x"][c_level], cond["min_x"][c_base]))
-    hi = float(min(cond["max_x"][c_level], cond["max_x"][c_base]))
+def gap_from_params(
+    params: dict[str, np.ndarray],
+    conditions: pd.DataFrame,
+    c_level: int,
+    c_base: int,
+    n_grid: int = GRID_POINTS,
+):
+    """Draws of the curve gap f_level(x) - f_base(x) (nats), shape (draws, n_grid), from per-condition K, kappa,
+    Ex, Ey arrays shaped (draws, conditions), on the two conditions' common observed x support (from
+    ``conditions``' min_x / max_x), and that support [lo, hi]; (None, [lo, hi]) without overlap."""
+    lo = float(max(conditions["min_x"][c_level], conditions["min_x"][c_base]))
+    hi = float(min(conditions["max_x"][c_level], conditions["max_x"][c_base]))
     if hi <= lo:
         return None, [lo, hi]
     grid = np.linspace(lo, hi, n_grid)
-    p = post.condition_params()
+    p = params
     f_l = curve(grid, p["K"][:, c_level], p["kappa"][:, c_level], p["Ex"][:, c_level], p["Ey"][:, c_level])
     f_b = curve(grid, p["K"][:, c_base], p["kappa"][:, c_base], p["Ex"][:, c_base], p["Ey"][:, c_base])
     return f_l - f_b, [lo, hi]
+
+
+def gap_draws(post: Posterior, c_level: int, c_base: int, n_grid: int = GRID_POINTS):
+    """Posterior draws of the curve gap f_level(x) - f_base(x) (nats), shape (draws, n_grid), on the two
+    conditions' common observed x support, and that support [lo, hi]; (None, [lo, hi]) without overlap."""
+    return gap_from_params(post.condition_params(), post.design.conditions, c_level, c_base, n_grid)
 
 
 def param_delta_draws(params: dict[str, np.ndarray], c_level: int, c_base: int) -> dict[str, np.ndarray]:
