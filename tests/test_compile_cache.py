@@ -93,3 +93,34 @@ def test_compiled_programs_are_stored_and_reused_across_processes(tmp_path):
     assert any((tmp_path / "cache").iterdir()), "no compiled program was written to the cache"
     folder, hits = probe()
     assert folder == tmp_path / "cache" and hits >= 1  # the second process loads its programs, not compiles
+
+
+def _compiled_function():
+    f = jax.jit(lambda x: jax.numpy.cos(x) + 3.0)
+    f(jax.numpy.arange(4.0)).block_until_ready()
+    return f
+
+
+@pytest.mark.skipif(compile_cache.memory_maps() is None, reason="no /proc/self/maps (not Linux)")
+def test_memory_maps_counts_this_process():
+    held, limit = compile_cache.memory_maps()
+    assert 0 < held < limit
+
+
+@pytest.mark.skipif(compile_cache.memory_maps() is None, reason="no /proc/self/maps (not Linux)")
+def test_release_clears_jax_programs_past_the_share(capsys):
+    f = _compiled_function()
+    assert f._cache_size() == 1
+    assert not compile_cache.release_compiled_programs(share=1.0)
+    assert f._cache_size() == 1
+    assert compile_cache.release_compiled_programs(share=0.0)
+    assert f._cache_size() == 0
+    assert "cleared JAX's in-memory compiled programs" in capsys.readouterr().err
+
+
+def test_release_does_nothing_without_proc(monkeypatch, tmp_path):
+    monkeypatch.setattr(compile_cache, "MAPS_FILE", tmp_path / "absent")
+    f = _compiled_function()
+    assert compile_cache.memory_maps() is None
+    assert not compile_cache.release_compiled_programs(share=0.0)
+    assert f._cache_size() == 1

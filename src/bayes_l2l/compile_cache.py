@@ -14,11 +14,16 @@ benchmarks/RESULTS.md, fixed costs III). Where the cache lives:
 
 The cache is an optimisation: a folder that cannot be created means no cache, never an error. JAX treats the
 cache as trusted code, so it goes in the user's own folder.
+
+JAX also keeps every program it compiled in memory for the life of the process; since each fit compiles new
+ones, a process that fits many tables (a calibration benchmark, a loop over questions) gathers them until Linux
+refuses new memory maps. :func:`release_compiled_programs` clears them before that (every fit calls it).
 """
 
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import jax
@@ -29,6 +34,10 @@ MAX_CACHE_BYTES = 2**30
 """1 GiB; a 6,000-checkpoint fit writes about 2 MB."""
 MIN_COMPILE_SECONDS = 0.2
 """Programs that compile faster than this are not stored (JAX's default is 1 s, which skips most of ours)."""
+MAP_SHARE_TO_CLEAR = 0.25
+"""Clear JAX's in-memory programs once the process holds this share of the memory maps Linux allows it."""
+MAPS_FILE = Path("/proc/self/maps")
+MAX_MAP_COUNT_FILE = Path("/proc/sys/vm/max_map_count")
 
 
 def default_cache_dir() -> Path:
@@ -68,3 +77,37 @@ def configure_compilation_cache() -> Path | None:
     if "JAX_COMPILATION_CACHE_MAX_SIZE" not in os.environ:
         jax.config.update("jax_compilation_cache_max_size", MAX_CACHE_BYTES)
     return folder
+
+
+def memory_maps() -> tuple[int, int] | None:
+    """(memory maps this process holds, the most Linux allows it: ``vm.max_map_count``); None off Linux."""
+    try:
+        with MAPS_FILE.open("rb") as f:
+            held = sum(1 for _ in f)
+        limit = int(MAX_MAP_COUNT_FILE.read_text().strip())
+    except (OSError, ValueError):
+        return None
+    return held, limit
+
+
+def release_compiled_programs(share: float = MAP_SHARE_TO_CLEAR) -> bool:
+    """Clear JAX's in-memory caches of compiled programs when the process holds more than ``share`` of the
+    memory maps Linux allows it; returns whether it cleared them (a line on stderr says so).
+
+    Each fit compiles new programs (they hold the table's values) and JAX keeps them all: about 740 memory
+    maps and 100 MB per fit of a 72-point table. Past ``vm.max_map_count`` (65,530 by default) LLVM cannot
+    map the next program, and a benchmark died after 85 fits in one process with "LLVM compilation error:
+    Cannot allocate memory" (benchmarks/RESULTS.md). Clearing loses nothing a later fit of another table
+    could use except small helper programs; the persistent cache on disk is untouched. Off Linux, nothing.
+    """
+    maps = memory_maps()
+    if maps is None or maps[0] <= share * maps[1]:
+        return False
+    jax.clear_caches()
+    after = memory_maps()
+    print(
+        f"bayes-l2l: cleared JAX's in-memory compiled programs ({maps[0]:,} memory maps of the "
+        f"{maps[1]:,} allowed; {after[0] if after else 0:,} after)",
+        file=sys.stderr,
+    )
+    return True

@@ -41,7 +41,7 @@ import pandas as pd  # noqa: E402
 import xarray as xr  # noqa: E402
 from numpyro.infer import MCMC, NUTS, init_to_value  # noqa: E402
 
-from bayes_l2l.compile_cache import configure_compilation_cache  # noqa: E402
+from bayes_l2l.compile_cache import configure_compilation_cache, release_compiled_programs  # noqa: E402
 from bayes_l2l.design import Design  # noqa: E402
 from bayes_l2l.errors import UserInputError  # noqa: E402
 from bayes_l2l.model import (  # noqa: E402
@@ -352,6 +352,7 @@ def fit(
     design, config and seed give identical numbers.
     """
     check_mass(mass)
+    release_compiled_programs()
     config = config or ModelConfig()
     if method == "approx":
         config = dataclasses.replace(config, run_offsets=APPROX_RUN_OFFSETS)
