@@ -75,12 +75,16 @@ def test_acceptance_import_then_inspect_paper_table(shared, tmp_path: Path, caps
     ]
     arch = {c["level"]: c for c in info["contrasts"]["architecture"]["levels"]}
     assert not arch["Mamba"]["matched"] and "pretraining_data" in arch["Mamba"]["confounded_with"]
-    pairs = info["contrasts"]["pretraining_data"]["other_matched_pairs"]
+    # the base is the paper's recipe, as `fit` takes it (not the most common level, Dolma)
+    data = info["contrasts"]["pretraining_data"]
+    assert data["base"] == "FineWeb-Edu"
+    c4 = {c["level"]: c for c in data["levels"]}["C4"]
+    assert c4["matched"] and {"tokenizer": "gpt2-HF", "architecture": "Llama"} in c4["matched_on"]
     assert {
-        "level": "FineWeb-Edu",
+        "level": "The Pile Deduped",
         "versus": "C4",
         "matched_on": [{"tokenizer": "gpt2-HF", "architecture": "Llama"}],
-    } in pairs
+    } in data["other_matched_pairs"]
     assert not any(f.startswith("flag_") for f in [*info["contrast_factors"], *info["factors"]])
     assert info["flags"]["flag_intervention_tokenizer"] == {"True": 129}
 

@@ -10,6 +10,7 @@ import json
 import re
 from dataclasses import replace
 
+import numpy as np
 import pytest
 from test_plots import synthetic_posterior
 
@@ -30,6 +31,7 @@ CONTRAST_KEYS = {
     "elpd_se",
 }
 DIAG_KEYS = {"max_rhat", "min_ess_bulk", "divergences", "ok"}
+AXES = "--x val/c4 --y test/hellaswag"  # the simulated tables' axes
 
 
 def run(capsys, *argv: str) -> tuple[int, str, str]:
@@ -61,7 +63,9 @@ def new_tables(tmp_path_factory):
     folder = tmp_path_factory.mktemp("new")
     code = table.where(pretraining_data="code").save(folder / "code.parquet")
     base = table.where(pretraining_data="web", architecture="llama").save(folder / "base.parquet")
-    return {"code": code, "base": base}
+    other = table.where(pretraining_data="code")
+    other = replace(other, df=other.df.assign(estimator="my-own-eval"))
+    return {"code": code, "base": base, "other_estimator": other.save(folder / "other_estimator.parquet")}
 
 
 @pytest.fixture(scope="module")
@@ -230,10 +234,25 @@ def test_compare_table_fits_first(tmp_path, capsys) -> None:
         (["demo", "--out", "{tmp}/o", "--table", "{tmp}/missing.parquet"], "missing.parquet"),
         (["demo", "--out", "{tmp}/o", "--where", "architecture=GPT"], "--table"),
         (["demo", "--out", "{table}"], "is a file"),
+        (["predict", "{post}", "--x", "3,-1"], "losses are positive"),
+        (["test", "{post}", "{other}"], "my-own-eval"),
+        (["report", "{post}", "-o", "{tmp}", "--overwrite", "--no-loo"], "is a folder"),
+        (f"fit {{table}} {AXES} -o {{table}}".split(), "is a file"),
+        (f"fit {{table}} {AXES} -o {{tmp}}/p --chains 0".split(), "--chains"),
+        (
+            f"fit {{table}} {AXES} -o {{tmp}}/p --factor pretraining_data".split(),
+            "one level in this selection (code)",
+        ),
+        (f"compare {{table}} {AXES} -o {{tmp}}/p --factor pretraining_data".split(), "has one level"),
     ],
 )
 def test_bad_input_exits_2_with_a_message(synthetic_dir, new_tables, tmp_path, capsys, args, needle) -> None:
-    fmt = {"tmp": tmp_path, "post": synthetic_dir, "table": new_tables["code"]}
+    fmt = {
+        "tmp": tmp_path,
+        "post": synthetic_dir,
+        "table": new_tables["code"],
+        "other": new_tables["other_estimator"],
+    }
     code, _, err = run(capsys, *[a.format(**fmt) for a in args])
     assert code == 2
     assert needle in err and "Traceback" not in err
@@ -282,6 +301,30 @@ def test_predict_values_and_from_table(synthetic_dir, new_tables, capsys) -> Non
         "pretraining_data=code",
     )
     assert code == 0 and "code_llama" in stdout and "90% PI" in stdout
+
+
+def test_predict_gives_no_value_below_the_floor(synthetic_dir, capsys) -> None:
+    post = load(synthetic_dir)
+    ex = post.condition_params()["Ex"][:, 0]
+    x_low, x_mixed = float(ex.min()) - 0.1, float(np.quantile(ex, 0.5))
+    code, stdout, err = run(capsys, "predict", synthetic_dir, "--x", f"{x_low},{x_mixed},4.0", "--json")
+    assert code == 0 and "RuntimeWarning" not in err
+    low, mixed, fine = json.loads(stdout)["predictions"]
+    assert low["p_below_floor"] == 1.0 and low["mean"] is None and low["hi90"] is None
+    assert 0.4 < mixed["p_below_floor"] < 0.6 and mixed["mean"] is None
+    assert fine["p_below_floor"] == 0.0 and fine["mean"] is not None
+    code, stdout, _ = run(capsys, "predict", synthetic_dir, "--x", f"{x_low}")
+    assert code == 0 and "the law gives no value" in stdout and "—" in stdout
+
+
+def test_fit_refuses_a_folder_holding_posterior_file_names(new_tables, tmp_path, capsys) -> None:
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    (folder / "design.json").write_text("my own notes")
+    args = ["fit", new_tables["base"], "--x", "val/c4", "--y", "test/hellaswag", "-o", folder]
+    code, _, err = run(capsys, *args)
+    assert code == 2 and "design.json, which writing the posterior would replace" in err
+    assert (folder / "design.json").read_text() == "my own notes"
 
 
 def test_predict_further_checkpoints_of_a_fitted_run(synthetic_dir, capsys) -> None:

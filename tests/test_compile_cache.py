@@ -124,3 +124,11 @@ def test_release_does_nothing_without_proc(monkeypatch, tmp_path):
     assert compile_cache.memory_maps() is None
     assert not compile_cache.release_compiled_programs(share=0.0)
     assert f._cache_size() == 1
+
+
+def test_core_install_carries_what_the_cache_needs():
+    """JAX's cache size cap needs filelock; without it every cache entry failed to load on a core install."""
+    import importlib.metadata
+
+    core = [r for r in importlib.metadata.requires("bayes-l2l") or [] if "extra ==" not in r]
+    assert any(r.startswith("filelock") for r in core)

@@ -146,9 +146,27 @@ def test_bad_number_names_column_and_row(tmp_path: Path) -> None:
     p = tmp_path / "bad.csv"
     p.write_text("\n".join([HEADER, SUBHEADER, *rows]) + "\n")
     with pytest.raises(
-        UserInputError, match=r"column 'C4 Validation Loss', data row 2: '3.4x' is not a number"
+        UserInputError,
+        match=r"bad\.csv: column 'C4 Validation Loss', data row 2 \(line 4 of the file\): '3\.4x' is not a number",
     ):
         read_llm_line(p)
+
+
+def test_missing_factor_and_loss_columns_are_reported(tmp_path: Path) -> None:
+    header = HEADER.split(",")
+    drop = [header.index("Pretraining Data"), header.index("C4 Validation Loss")]
+
+    def cut(line: str) -> str:
+        return ",".join(v for i, v in enumerate(line.split(",")) if i not in drop)
+
+    p = tmp_path / "cut.csv"
+    p.write_text("\n".join([cut(HEADER), SUBHEADER[2:], *map(cut, ROWS)]) + "\n")
+    t = read_llm_line(p)
+    text = "\n".join(t.warnings)
+    assert "factor column(s) 'Pretraining Data'" in text and "pretraining_data" in text
+    assert "loss column(s) 'C4 Validation Loss'" in text
+    c4_nats = (t.df["metric"] == "val/c4") & (t.df["unit"] == "nats/token")
+    assert not c4_nats.any() and t.checkpoints()["pretraining_data"].isna().all()
 
 
 # ------------------------------------------------------------------------------------------- real files
@@ -157,6 +175,7 @@ def test_real_latest_table(shared) -> None:
     raw = pd.read_csv(path, header=[0, 1])
     assert len(raw) == 129  # every data row is read (the second header row is not data)
     t = import_table("llm-line", [path])
+    assert not [w for w in t.warnings if "column(s)" in w and "missing;" in w]  # no standard column absent
     ck = t.checkpoints()
     # every row is a checkpoint, the FineWeb-Edu 'final' row that repeats step 130000's losses included
     assert len(ck) == 129

@@ -52,6 +52,21 @@ def condition_labels(frame: pd.DataFrame, factors: Sequence[str]) -> pd.Series:
     return out.astype("string")
 
 
+PAPER_BASE: dict[str, tuple[str, ...]] = {
+    "pretraining_data": ("FineWeb-Edu",),
+    "architecture": ("Llama", "GPT"),
+    "tokenizer": ("gpt2-HF",),
+}
+"""The paper's base recipe: the default base level of these factors where present in the selected data."""
+
+
+def choose_base(factor: str, levels: pd.Series) -> str:
+    """The default base level of ``factor``: the paper's base recipe where present (:data:`PAPER_BASE`),
+    else the most common level (:func:`default_base`). ``fit`` and ``inspect`` both use it."""
+    present = set(levels.astype("string").fillna(MISSING_LEVEL).tolist())
+    return next((b for b in PAPER_BASE.get(factor, ()) if b in present), None) or default_base(levels)
+
+
 def default_base(levels: pd.Series) -> str:
     """The most common level (by rows of the checkpoint frame given); ties broken alphabetically."""
     counts = levels.astype("string").fillna(MISSING_LEVEL).value_counts()

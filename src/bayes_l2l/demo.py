@@ -16,13 +16,13 @@ caches of the one-shared-curve fits), and for the simulated default ``simulated_
 from __future__ import annotations
 
 import json
-import shutil
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
 from bayes_l2l.errors import UserInputError
+from bayes_l2l.posterior_files import remove_posterior
 from bayes_l2l.simulate import SimulationSpec, simulate_table
 from bayes_l2l.table import LossTable
 
@@ -261,8 +261,8 @@ def run_demo(
                 mass=settings["mass"],
                 progress=sys.stderr.isatty(),
             )
-        if folder.exists():
-            shutil.rmtree(folder)  # the demo's own stale fit (and its shared-curve caches)
+        if folder.is_dir():
+            remove_posterior(folder)  # the demo's own stale fit and its shared-curve caches
         post.save(folder)
         console.print(f"  sampled in {post.wall_time_s:.1f} s")
     timings["fit_s"] = time.perf_counter() - t0

@@ -14,16 +14,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bayes_l2l.contrasts import MISSING_LEVEL, condition_labels, default_base
+from bayes_l2l.contrasts import MISSING_LEVEL, choose_base, condition_labels
 from bayes_l2l.errors import UserInputError
 from bayes_l2l.table import LossTable
 
-# The paper's base recipe, used as the default base level where present in the selected data.
-PAPER_BASE: dict[str, tuple[str, ...]] = {
-    "pretraining_data": ("FineWeb-Edu",),
-    "architecture": ("Llama", "GPT"),
-    "tokenizer": ("gpt2-HF",),
-}
 MIN_POINTS_PER_CONDITION = 3
 
 
@@ -68,6 +62,8 @@ class Design:
     runs: list[str]
     dropped: list[dict[str, Any]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    n_import_warnings: int = 0
+    """The first this many of ``warnings`` came with the table (its import); the rest are the design's."""
 
     # ---------------------------------------------------------------- arrays
     @property
@@ -219,6 +215,7 @@ class Design:
                 "runs": self.runs,
                 "dropped": self.dropped,
                 "warnings": self.warnings,
+                "n_import_warnings": self.n_import_warnings,
             },
             indent=1,
         )
@@ -239,6 +236,7 @@ class Design:
             runs=d["runs"],
             dropped=d["dropped"],
             warnings=d["warnings"],
+            n_import_warnings=d.get("n_import_warnings", 0),
         )
 
 
@@ -360,11 +358,14 @@ def build_design(table: LossTable, question: Question) -> Design:
     factor_levels: dict[str, list[str]] = {}
     for f in question.factors:
         present = sorted(pts[f].unique().tolist())
+        if len(present) < 2:
+            raise UserInputError(
+                f"{source}: factor {f} has one level in this selection ({present[0]}), so there is nothing to "
+                f"compare; drop --factor {f}, or widen --where to take in its other levels"
+            )
         base = question.base.get(f)
         if base is None:
-            base = next((b for b in PAPER_BASE.get(f, ()) if b in present), None) or default_base(
-                pts.drop_duplicates(["run", "checkpoint"])[f]
-            )
+            base = choose_base(f, pts.drop_duplicates(["run", "checkpoint"])[f])
         if base not in present:
             raise UserInputError(
                 f"{source}: base level {f}={base} has no checkpoints in this selection; levels are: {', '.join(present)}"
@@ -396,4 +397,5 @@ def build_design(table: LossTable, question: Question) -> Design:
         runs=runs,
         dropped=dropped,
         warnings=warnings,
+        n_import_warnings=len(table.warnings),
     )

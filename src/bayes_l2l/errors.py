@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 
 class UserInputError(ValueError):
     """Bad input the user can fix: the message names the file, row or column, and the fix."""
@@ -13,3 +15,11 @@ class LossTableError(UserInputError):
 
 class DiagnosticsError(RuntimeError):
     """Sampler diagnostics failed (R-hat, ESS, divergences); the CLI exits with status 3."""
+
+
+def check_output_file(path: Path, overwrite: bool, *, error: type[UserInputError] = UserInputError) -> None:
+    """Refuse to write the file ``path`` where a folder stands, or where a file stands unless ``overwrite``."""
+    if path.is_dir():
+        raise error(f"{path}: is a folder; give the path of a file to write (a file name after the folder's)")
+    if path.exists() and not overwrite:
+        raise error(f"{path}: exists already; choose another output path or pass --overwrite")

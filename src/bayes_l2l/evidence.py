@@ -401,6 +401,11 @@ def predictive_draws(
     return f, f + offset + noise
 
 
+MAX_BELOW_FLOOR = 0.10
+"""`predict` gives no value at an x below the condition's floor Ex in more than this share of the draws: the
+law is undefined there, and the draws left would be a biased few (those whose floor happens to be lower)."""
+
+
 def predict(
     post: Posterior,
     x: np.ndarray,
@@ -411,7 +416,9 @@ def predict(
     """Predicted y (nats) at ``x`` for the condition with ``levels`` (others at base): mean, 50% and 90%
     predictive intervals of a new run's checkpoint, the 90% interval of the curve itself, and whether x lies
     outside the condition's observed x range (extrapolation). With ``run`` (a fitted run; ``levels`` must
-    then be empty), predictions are further checkpoints of that run: its condition and its own offset."""
+    then be empty), predictions are further checkpoints of that run: its condition and its own offset.
+    ``p_below_floor``: the share of draws whose floor Ex lies above x; past :data:`MAX_BELOW_FLOOR` the
+    summaries are NaN, below it they are of the draws with x above their floor."""
     x = np.asarray(x, dtype=float).ravel()
     if run is not None:
         if levels:
@@ -427,14 +434,20 @@ def predict(
         c = _condition_from_levels(post, levels or {})
     f, pred = predictive_draws(post, c, x, seed=seed, run=run)
     cond = post.design.conditions.iloc[c]
-    q = np.nanquantile(pred, [0.05, 0.25, 0.75, 0.95], axis=0)
-    fq = np.nanquantile(f, [0.05, 0.95], axis=0)
     below_floor = np.mean(~np.isfinite(f), axis=0)
+    undefined = below_floor > MAX_BELOW_FLOOR
+    f, pred = f[:, ~undefined], pred[:, ~undefined]
+    q = np.full((4, x.size), np.nan)
+    fq = np.full((2, x.size), np.nan)
+    mean = np.full(x.size, np.nan)
+    q[:, ~undefined] = np.nanquantile(pred, [0.05, 0.25, 0.75, 0.95], axis=0)
+    fq[:, ~undefined] = np.nanquantile(f, [0.05, 0.95], axis=0)
+    mean[~undefined] = np.nanmean(pred, axis=0)
     return pd.DataFrame(
         {
             "condition": str(cond["condition"]),
             "x": x,
-            "mean": np.nanmean(pred, axis=0),
+            "mean": mean,
             "lo50": q[1],
             "hi50": q[2],
             "lo90": q[0],

@@ -54,6 +54,7 @@ from bayes_l2l.model import (  # noqa: E402
     compute_enabled,
     l2l_model,
 )
+from bayes_l2l.posterior_files import POSTERIOR_FILES, check_posterior_folder  # noqa: E402
 
 numpyro.enable_x64()
 COMPILE_CACHE = configure_compilation_cache()
@@ -123,10 +124,7 @@ class Posterior:
     def save(self, folder: str | Path, *, overwrite: bool = False) -> Path:
         """Write the posterior folder; refuse to replace an existing one unless ``overwrite``."""
         folder = Path(folder)
-        if (folder / "fit.json").exists() and not overwrite:
-            raise UserInputError(
-                f"{folder}: holds a posterior already; choose another -o folder or pass --overwrite"
-            )
+        check_posterior_folder(folder, overwrite=overwrite)
         folder.mkdir(parents=True, exist_ok=True)
         tmp = folder / "posterior.nc.tmp"
         self.dt.to_netcdf(tmp, engine="h5netcdf")
@@ -150,7 +148,12 @@ class Posterior:
     def load(cls, folder: str | Path) -> Posterior:
         """Read a posterior folder written by :meth:`save`."""
         folder = Path(folder)
-        for name in ("posterior.nc", "design.json", "fit.json"):
+        if folder.is_file():
+            raise UserInputError(
+                f"{folder}: is a file, not a posterior folder; give the folder `bayes-l2l fit ... -o FOLDER` "
+                "wrote (a loss table is read by `bayes-l2l inspect`)"
+            )
+        for name in POSTERIOR_FILES:
             if not (folder / name).exists():
                 raise UserInputError(
                     f"{folder}: not a posterior folder ({name} missing); create one with `bayes-l2l fit ... -o {folder}`"

@@ -134,13 +134,15 @@ def _panel_conditions(post: Posterior, factor: str) -> list[int]:
 
 
 def short_condition_labels(post: Posterior) -> list[str]:
-    """Condition names by their non-base levels ('architecture=GPT'); 'base' for the all-base condition."""
+    """Condition names by their non-base levels ('architecture=GPT'); 'base (pretraining_data=FineWeb-Edu)'
+    for the all-base condition."""
     d = post.design
+    base = "base (" + ", ".join(f"{f}={levels[0]}" for f, levels in d.factor_levels.items()) + ")"
     out = []
     for c in range(d.n_conditions):
         row = d.conditions.iloc[c]
         parts = [f"{f}={row[f]}" for f, levels in d.factor_levels.items() if str(row[f]) != levels[0]]
-        out.append(", ".join(parts) if parts else ("base" if d.factor_levels else "all data"))
+        out.append(", ".join(parts) if parts else (base if d.factor_levels else "all data"))
     return out
 
 

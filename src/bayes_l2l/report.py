@@ -17,7 +17,7 @@ from typing import Any
 
 import pandas as pd
 
-from bayes_l2l.errors import UserInputError
+from bayes_l2l.errors import check_output_file
 from bayes_l2l.evidence import ContrastResult, rank_factors
 from bayes_l2l.infer import Posterior, prior_check, versions
 
@@ -241,13 +241,19 @@ def _evidence_section(
         "max |gap| [90% HDI]",
         "P(shift)",
         "decision",
-        "elpd diff ± se",
+        "elpd diff ± se (per factor)",
     ]
     if tl:
         header += ["true mean gap", "true max |gap|"]
     rows = []
     for f, contrasts in compares.items():
-        for c in contrasts:
+        for i, c in enumerate(contrasts):
+            if c.elpd_diff is None:
+                elpd = "—"
+            elif i > 0:  # one leave-one-run-out comparison per factor, not per level
+                elpd = "(the factor's, above)"
+            else:
+                elpd = f"{_f(c.elpd_diff, '.1f')} ± {_f(c.elpd_se, '.1f')}"
             row = [
                 _e(f),
                 _e(f"{c.level} vs {c.base}"),
@@ -257,7 +263,7 @@ def _evidence_section(
                 f"{_f(c.gap_maxabs)} {_iv(c.gap_maxabs_hdi90)}",
                 _f(c.p_shift, ".2f"),
                 _decision(c.decision),
-                "—" if c.elpd_diff is None else f"{_f(c.elpd_diff, '.1f')} ± {_f(c.elpd_se, '.1f')}",
+                elpd,
             ]
             if tl:
                 t = tl.get((f, c.level))
@@ -367,8 +373,7 @@ def build_report(
     from bayes_l2l import plots
 
     out_html = Path(out_html)
-    if out_html.exists() and not overwrite:
-        raise UserInputError(f"{out_html}: exists already; choose another -o file or pass --overwrite")
+    check_output_file(out_html, overwrite)
     simulated = is_simulated(post) if simulated is None else simulated
     q = post.design.question
     title = title or f"bayes-l2l report: {q.y} vs {q.x}"

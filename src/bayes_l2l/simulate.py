@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bayes_l2l.errors import UserInputError
+from bayes_l2l.errors import UserInputError, check_output_file
 from bayes_l2l.laws import compute_loss, shifted_power_law
 from bayes_l2l.table import (
     IDENTITY_COLUMNS,
@@ -487,8 +487,7 @@ class SimulationTruth:
     def save(self, path: str | Path, *, overwrite: bool = False) -> Path:
         """Write the truth as JSON; refuses to overwrite unless told to."""
         path = Path(path)
-        if path.exists() and not overwrite:
-            raise UserInputError(f"{path}: exists already; choose another output path or pass --overwrite")
+        check_output_file(path, overwrite)
         path.parent.mkdir(parents=True, exist_ok=True)
         from bayes_l2l.cli.common import to_json
 

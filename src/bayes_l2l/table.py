@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bayes_l2l.errors import LossTableError
+from bayes_l2l.errors import LossTableError, check_output_file
 
 IDENTITY_COLUMNS: tuple[str, ...] = ("run", "checkpoint", "step", "tokens", "params")
 STANDARD_FACTORS: tuple[str, ...] = (
@@ -383,8 +383,7 @@ class LossTable:
 
 # ---------------------------------------------------------------------------------------------------
 def _refuse_overwrite(path: Path, overwrite: bool) -> None:
-    if path.exists() and not overwrite:
-        raise LossTableError(f"{path}: exists already; choose another output path or pass --overwrite")
+    check_output_file(path, overwrite, error=LossTableError)
 
 
 def _normalise(df: pd.DataFrame, source: str) -> pd.DataFrame:
@@ -497,7 +496,7 @@ def validate_frame(df: pd.DataFrame, source: str) -> None:
         if out.any():
             first = out.idxmax()
             raise LossTableError(
-                f"{source}: column 'value', {_row_label(df, first)}: {df.at[first, 'value']!r} {unit} is "
+                f"{source}: column 'value', {_row_label(df, first)}: {float(df.at[first, 'value']):g} {unit} is "
                 f"outside the plausible range ({lo}, {hi}] for a loss; is it an accuracy, a percentage or a "
                 "perplexity, or in another unit? Convert it to a loss in nats/token or bits/byte"
             )

@@ -7,14 +7,12 @@ from typing import Any
 
 import typer
 from rich import box
-from rich.console import Console
 from rich.markup import escape
-from rich.measure import Measurement
 from rich.table import Table
 
 from bayes_l2l.baseline import METHOD_PARAMS, METHOD_SETS, FitResult, GroupFit, fit_baseline_groups
-from bayes_l2l.cli.common import app, console, parse_assignments, print_json
-from bayes_l2l.errors import UserInputError
+from bayes_l2l.cli.common import app, console, parse_assignments, print_json, print_table
+from bayes_l2l.errors import UserInputError, check_output_file
 from bayes_l2l.simulate import SimulationSpec, simulate_table
 from bayes_l2l.table import LossTable
 
@@ -49,8 +47,7 @@ def simulate_cmd(
         raise UserInputError(f"{output}: unknown table format '{output.suffix}'; use .parquet or .csv")
     truth_file = truth_path(output)
     for path in (output, truth_file):
-        if path.exists() and not overwrite:
-            raise UserInputError(f"{path}: exists already; choose another output path or pass --overwrite")
+        check_output_file(path, overwrite)
     table, truth = simulate_table(sim_spec, seed)
     table.save(output, overwrite=overwrite)
     truth.save(truth_file, overwrite=overwrite)
@@ -87,7 +84,7 @@ def simulate_cmd(
             f"{row.min_x:.3f}-{row.max_x:.3f}",
             str(row.n_runs),
         )
-    _print_table(cond)
+    print_table(cond)
     if len(gaps):
         gap_table = _table("true gap to the base curve over the common x support (nats)")
         for col in ("factor", "level", "mean gap", "max |gap|", "x support"):
@@ -100,7 +97,7 @@ def simulate_cmd(
                 f"{g.max_abs_gap:.4f}",
                 f"{g.x_lo:.3f}-{g.x_hi:.3f}",
             )
-        _print_table(gap_table)
+        print_table(gap_table)
 
 
 def _say(text: str) -> None:
@@ -111,15 +108,6 @@ def _say(text: str) -> None:
 def _table(title: str) -> Table:
     """A compact rich table whose cells wrap instead of being cut (no number is ever elided)."""
     return Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
-
-
-def _print_table(table: Table) -> None:
-    """Print at the table's natural width when the console is narrower (pipes default to 80 columns)."""
-    natural = Measurement.get(console, console.options.update_width(10_000), table).maximum
-    if natural <= console.width:
-        console.print(table)
-        return
-    Console(width=natural, force_terminal=console.is_terminal, no_color=console.no_color).print(table)
 
 
 def _fmt(value: float) -> str:
@@ -158,7 +146,7 @@ def _print_group(g: GroupFit, methods: tuple[str, ...]) -> None:
     for m in methods:
         if m in g.fits:
             table.add_row(*_fit_row(m, g.fits[m], used))
-    _print_table(table)
+    print_table(table)
     for m, reason in g.skipped.items():
         _say(f"  [yellow]{m} skipped[/]: {escape(reason)}")
     for w in g.warnings:

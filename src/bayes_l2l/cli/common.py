@@ -10,6 +10,8 @@ from typing import Any
 import numpy as np
 import typer
 from rich.console import Console
+from rich.measure import Measurement
+from rich.table import Table
 
 from bayes_l2l.errors import UserInputError
 
@@ -22,6 +24,16 @@ app = typer.Typer(
 )
 console = Console()
 err_console = Console(stderr=True)
+
+
+def print_table(table: Table) -> None:
+    """Print at the table's natural width when the console is narrower (pipes default to 80 columns), so
+    that names and numbers are never cut."""
+    natural = Measurement.get(console, console.options.update_width(10_000), table).maximum
+    if natural <= console.width:
+        console.print(table)
+        return
+    Console(width=natural, force_terminal=console.is_terminal, no_color=console.no_color).print(table)
 
 
 def _jsonable(obj: Any) -> Any:

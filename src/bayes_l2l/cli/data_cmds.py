@@ -9,8 +9,8 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from bayes_l2l.cli.common import app, console, err_console, parse_assignments, print_json
-from bayes_l2l.errors import UserInputError
+from bayes_l2l.cli.common import app, console, err_console, parse_assignments, print_json, print_table
+from bayes_l2l.errors import UserInputError, check_output_file
 from bayes_l2l.io import FORMATS, import_table
 from bayes_l2l.io.describe import describe
 from bayes_l2l.table import LossTable
@@ -44,8 +44,7 @@ def import_cmd(
     """Import a loss table measured elsewhere into the LossTable format."""
     if output.suffix.lower() not in OUTPUT_SUFFIXES:
         raise UserInputError(f"-o {output}: unknown output format '{output.suffix}'; use .parquet or .csv")
-    if output.exists() and not overwrite:
-        raise UserInputError(f"-o {output}: exists already; choose another output path or pass --overwrite")
+    check_output_file(output, overwrite)
     table = import_table(
         fmt,
         paths,
@@ -108,7 +107,7 @@ def _render(info: dict[str, Any]) -> None:
     runs.add_column("checkpoints", justify="right")
     for run, n in info["checkpoints_per_run"].items():
         runs.add_row(escape(run), str(n))
-    console.print(runs)
+    print_table(runs)
 
     metrics = Table(title="Metrics")
     for col in ("metric", "unit", "kind", "checkpoints", "range", "estimator"):
@@ -122,14 +121,14 @@ def _render(info: dict[str, Any]) -> None:
             f"{m['min']:.3f}-{m['max']:.3f}",
             escape("\n".join(m["estimators"])),
         )
-    console.print(metrics)
+    print_table(metrics)
 
     factors = Table(title="Factors (checkpoints per level)")
     factors.add_column("factor")
     factors.add_column("levels", overflow="fold")
     for name, f in info["factors"].items():
         factors.add_row(escape(name), escape(", ".join(f"{lvl} ({n})" for lvl, n in f["levels"].items())))
-    console.print(factors)
+    print_table(factors)
 
     if info["missing"]:
         console.print(
@@ -154,7 +153,7 @@ def _render_contrasts(info: dict[str, Any]) -> None:
         console.print("No factor has two or more levels: no contrasts to check.")
         return
     names = ", ".join(info["contrast_factors"])
-    title = f"Level contrasts against the base (most common level), matched on the other factors ({names})"
+    title = f"Level contrasts against the base level (as `fit` chooses it), matched on the other factors ({names})"
     tbl = Table(title=escape(title))
     for col in ("factor", "level vs base", "matched?", "matched on / confounded with"):
         tbl.add_column(col, overflow="fold")
@@ -172,4 +171,4 @@ def _render_contrasts(info: dict[str, Any]) -> None:
                 f"; ... ({len(pairs)} pairs, all in --json)" if len(pairs) > 6 else ""
             )
             tbl.add_row(escape(factor), "other level pairs", "[green]matched[/]", escape(shown))
-    console.print(tbl)
+    print_table(tbl)

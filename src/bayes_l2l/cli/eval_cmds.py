@@ -15,7 +15,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from bayes_l2l.cli.common import app, console, err_console, parse_assignments, print_json
-from bayes_l2l.errors import UserInputError
+from bayes_l2l.errors import UserInputError, check_output_file
 
 EXECUTORS = ("inline", "local", "slurm")
 
@@ -209,10 +209,7 @@ def table_cmd(
         if path is not None:
             if path.suffix.lower() not in (".parquet", ".pq", ".csv"):
                 raise UserInputError(f"{path}: unknown output format '{path.suffix}'; use .parquet or .csv")
-            if path.exists() and not overwrite:
-                raise UserInputError(
-                    f"{path}: exists already; choose another output path or pass --overwrite"
-                )
+            check_output_file(path, overwrite)
     st = ResultStore(store)
     ns = pick_namespace(st, namespace)
     table = read_store(store, ns.key)

@@ -17,25 +17,22 @@ import numpy as np
 import pandas as pd
 import typer
 from rich import box
-from rich.console import Console
 from rich.markup import escape
-from rich.measure import Measurement
 from rich.table import Table
 
-from bayes_l2l.cli.common import app, console, err_console, parse_assignments, print_json
-from bayes_l2l.errors import DiagnosticsError, UserInputError
+from bayes_l2l.cli.common import app, console, err_console, parse_assignments, print_json, print_table
+from bayes_l2l.errors import DiagnosticsError, UserInputError, check_output_file
+from bayes_l2l.posterior_files import (
+    SHARED_PREFIX,
+    check_posterior_folder,
+    is_posterior_folder,
+    remove_posterior,
+)
 
 DEFAULT_ROPE = 0.02  # mirrors evidence.DEFAULT_ROPE without importing jax at CLI start-up
-SHARED_PREFIX = "shared_"
-"""A posterior folder caches the fit without factor F (one shared curve) in ``<folder>/shared_<F>/``."""
 
 
 # ------------------------------------------------------------------------------------------ posteriors
-def is_posterior_folder(path: Path) -> bool:
-    """True for a folder written by ``Posterior.save`` (it holds fit.json)."""
-    return path.is_dir() and (path / "fit.json").exists()
-
-
 def _model_key(config: Any) -> dict[str, Any]:
     """A model configuration without paper mode's fixed Ex / Ey (recomputed from each design's own points)."""
     key = config.to_dict()
@@ -255,15 +252,6 @@ def _table(title: str) -> Table:
     return Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
 
 
-def print_table(table: Table) -> None:
-    """Print at the table's natural width when the console is narrower (pipes default to 80 columns)."""
-    natural = Measurement.get(console, console.options.update_width(10_000), table).maximum
-    if natural <= console.width:
-        console.print(table)
-        return
-    Console(width=natural, force_terminal=console.is_terminal, no_color=console.no_color).print(table)
-
-
 def _num(v: Any, fmt: str = ".3f") -> str:
     return "—" if v is None or (isinstance(v, float) and not math.isfinite(v)) else format(v, fmt)
 
@@ -410,16 +398,15 @@ def fit_table_for_compare(
             f"{output}: holds a posterior of another question, data or settings; choose another -o folder "
             "or pass --overwrite"
         )
+    check_posterior_folder(output, overwrite=overwrite)
     with console.status(
         f"fitting {design.n_conditions} condition(s), {len(design.points)} points ({method})"
     ):
         post = fit(
             design, method=method, chains=chains, draws=draws, warmup=warmup, seed=seed, progress=progress
         )
-    if output.exists() and overwrite:
-        import shutil
-
-        shutil.rmtree(output)  # also drops shared_<F>/ caches of the replaced fit
+    if output.is_dir():
+        remove_posterior(output)  # with the replaced fit's shared_<F>/ caches; the user's other files stay
     post.save(output, overwrite=True)
     note(f"posterior written to {escape(str(output))}")
     return post
@@ -450,9 +437,9 @@ def compare_command(
         float | None, typer.Option(help="Drop checkpoints before this fraction of their run (table).")
     ] = None,
     method: Annotated[str, typer.Option(help="nuts or approx (table).")] = "nuts",
-    chains: Annotated[int, typer.Option(help="NUTS chains (table).")] = 4,
-    draws: Annotated[int, typer.Option(help="Draws per chain (table).")] = 1000,
-    warmup: Annotated[int, typer.Option(help="Warm-up iterations per chain (table).")] = 1000,
+    chains: Annotated[int, typer.Option(min=1, help="NUTS chains (table).")] = 4,
+    draws: Annotated[int, typer.Option(min=1, help="Draws per chain (table).")] = 1000,
+    warmup: Annotated[int, typer.Option(min=0, help="Warm-up iterations per chain (table).")] = 1000,
     seed: Annotated[int, typer.Option(help="Random seed (table).")] = 0,
     output: Annotated[
         Path, typer.Option("-o", "--output", help="Posterior folder to write when SOURCE is a table.")
@@ -507,8 +494,11 @@ def compare_command(
 
 
 # ------------------------------------------------------------------------------------------ test
-def read_new_checkpoints(post: Any, table_path: Path, where: list[str] | None = None) -> pd.DataFrame:
-    """x and y (the posterior's metrics and unit) per checkpoint of a new loss table: run, checkpoint, x, y."""
+def read_new_checkpoints(
+    post: Any, table_path: Path, where: list[str] | None = None, *, allow_mixed: bool = False
+) -> pd.DataFrame:
+    """x and y (the posterior's metrics and unit) per checkpoint of a new loss table: run, checkpoint, x, y.
+    Refuses losses measured with other estimators than the fit's unless ``allow_mixed``."""
     from bayes_l2l.table import LossTable
 
     q = post.design.question
@@ -518,6 +508,17 @@ def read_new_checkpoints(post: Any, table_path: Path, where: list[str] | None = 
         table = table.where(**filters)
     xs = table.metric_series(q.x, allow_mixed=q.allow_mixed, unit=q.unit)
     ys = table.metric_series(q.y, allow_mixed=q.allow_mixed, unit=q.unit)
+    if not (allow_mixed or q.allow_mixed):
+        for axis, metric, series in (("x", q.x, xs), ("y", q.y, ys)):
+            fitted = set(post.design.points[f"{axis}_estimator"].astype(str))
+            new = set(series["estimator"].astype(str)) - fitted
+            if new:
+                raise UserInputError(
+                    f"{table_path}: {metric} was measured with estimator(s) {', '.join(sorted(new))}, the fit's "
+                    f"with {', '.join(sorted(fitted))}; losses of different estimators are not comparable "
+                    "(windows, context, normalisation). Measure the new checkpoints the same way, or pass "
+                    "--allow-mixed if you accept that"
+                )
     pts = (
         xs[["run", "checkpoint", "value"]]
         .rename(columns={"value": "x"})
@@ -541,6 +542,9 @@ def test_command(
     ] = None,
     where: Annotated[list[str] | None, typer.Option("--where", help="Keep new rows COLUMN=VALUE.")] = None,
     rope: Annotated[float, typer.Option(help="Region of practical equivalence, nats.")] = DEFAULT_ROPE,
+    allow_mixed: Annotated[
+        bool, typer.Option(help="Accept new losses measured with another estimator than the fit's.")
+    ] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> int:
     """Do new checkpoints lie on the base (or a given) curve? Gap with interval, P(shift), decision, z."""
@@ -550,7 +554,7 @@ def test_command(
     if rope <= 0 or not math.isfinite(rope):
         raise UserInputError(f"--rope {rope}: the ROPE must be a positive number of nats, e.g. 0.02")
     post = load(posterior)
-    pts = read_new_checkpoints(post, new_table, where)
+    pts = read_new_checkpoints(post, new_table, where, allow_mixed=allow_mixed)
     labels = [f"{r}@{c}" for r, c in zip(pts["run"], pts["checkpoint"], strict=True)]
     res = test_new_checkpoints(
         post,
@@ -629,7 +633,7 @@ def predict_command(
 ) -> int:
     """Predict y from x with 50% and 90% predictive intervals (a new run's checkpoint, or with --run a
     further checkpoint of a fitted run); flag extrapolation."""
-    from bayes_l2l.evidence import predict
+    from bayes_l2l.evidence import MAX_BELOW_FLOOR, predict
     from bayes_l2l.infer import load
 
     if (x is None) == (from_table is None):
@@ -638,6 +642,8 @@ def predict_command(
     q = post.design.question
     if x is not None:
         xs = parse_values(x, "--x")
+        if (xs <= 0).any():
+            raise UserInputError(f"--x {x!r}: losses are positive numbers (in {q.unit})")
         labels = [None] * xs.size
     else:
         from bayes_l2l.table import LossTable
@@ -672,8 +678,12 @@ def predict_command(
             notes = []
             if r["extrapolation"]:
                 notes.append("[yellow]extrapolation[/]")
-            if r["p_below_floor"] > 0:
-                notes.append(f"[red]x below the floor Ex in {r['p_below_floor']:.0%} of draws[/]")
+            if r["p_below_floor"] > MAX_BELOW_FLOOR:
+                notes.append(
+                    f"[red]x below the floor Ex in {r['p_below_floor']:.0%} of draws: the law gives no value[/]"
+                )
+            elif r["p_below_floor"] > 0:
+                notes.append(f"[red]x below the floor Ex in {r['p_below_floor']:.0%} of draws (left out)[/]")
             cells = [
                 f"{r['x']:.4f}",
                 _num(r["mean"], ".4f"),
@@ -708,8 +718,7 @@ def report_command(
     from bayes_l2l.infer import load
     from bayes_l2l.report import build_report
 
-    if output.exists() and not overwrite:
-        raise UserInputError(f"{output}: exists already; choose another -o file or pass --overwrite")
+    check_output_file(output, overwrite)
     post = load(posterior)
     factors = list(dict.fromkeys(compare or post.design.factor_levels))
     compares, shared_info = (

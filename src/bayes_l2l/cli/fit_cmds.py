@@ -9,8 +9,9 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from bayes_l2l.cli.common import app, console, err_console, parse_assignments, print_json
+from bayes_l2l.cli.common import app, console, err_console, parse_assignments, print_json, print_table
 from bayes_l2l.errors import DiagnosticsError, UserInputError
+from bayes_l2l.posterior_files import check_posterior_folder
 
 
 def _pair(text: str | None, option: str) -> tuple[float, float] | None:
@@ -151,9 +152,19 @@ def print_posterior_summary(post: Any) -> None:
         f"[bold]{escape(q.y)}[/] vs [bold]{escape(q.x)}[/] ({q.unit}); factors: {', '.join(q.factors) or 'none'}; "
         f"{len(d.points)} checkpoints, {d.n_runs} runs, {d.n_conditions} conditions; method {post.method}"
     )
+    if d.factor_levels:
+        bases = ", ".join(f"{f}={levels[0]}" for f, levels in d.factor_levels.items())
+        console.print(f"base level(s): {escape(bases)} (change with --base FACTOR=LEVEL)")
     for item in d.dropped:
         console.print(f"[yellow]dropped[/] {item['count']}: {escape(item['reason'])}")
-    for w in d.warnings:
+    n_import = d.n_import_warnings
+    if n_import:
+        err_console.print(
+            f"[yellow]{n_import} warning(s) from the table's import[/] (listed by `bayes-l2l inspect TABLE`; "
+            "kept in design.json and --json)",
+            soft_wrap=True,
+        )
+    for w in d.warnings[n_import:]:
         err_console.print(f"[yellow]warning:[/] {escape(w)}", soft_wrap=True)
     summ = summary_table(post)
     table = Table(title="posterior (90% HDI)", show_lines=False)
@@ -171,7 +182,7 @@ def print_posterior_summary(post: Any) -> None:
             "" if row.get("ess_bulk") != row.get("ess_bulk") else f"{row['ess_bulk']:.0f}",
             f"[{style}]{ident_s}[/]" if style else ident_s,
         )
-    console.print(table)
+    print_table(table)
     dg = post.diagnostics
     if post.method == "nuts":
         console.print(
@@ -208,9 +219,9 @@ def fit_command(
     method: Annotated[
         str, typer.Option(help="nuts (exact) or approx (Laplace approximation, seconds; not calibrated).")
     ] = "nuts",
-    chains: Annotated[int, typer.Option(help="NUTS chains (run in parallel).")] = 4,
-    draws: Annotated[int, typer.Option(help="Posterior draws per chain.")] = 1000,
-    warmup: Annotated[int, typer.Option(help="Warm-up iterations per chain.")] = 1000,
+    chains: Annotated[int, typer.Option(min=1, help="NUTS chains (run in parallel).")] = 4,
+    draws: Annotated[int, typer.Option(min=1, help="Posterior draws per chain.")] = 1000,
+    warmup: Annotated[int, typer.Option(min=0, help="Warm-up iterations per chain.")] = 1000,
     seed: Annotated[int, typer.Option(help="Random seed (same seed, same numbers).")] = 0,
     unit: Annotated[str, typer.Option(help="Unit of both axes: nats/token or bits/byte.")] = "nats/token",
     allow_mixed: Annotated[bool, typer.Option(help="Allow averages over different estimators.")] = False,
@@ -264,10 +275,7 @@ def fit_command(
     json_out: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> int:
     """Fit the hierarchical loss-to-loss model; write the posterior folder; exit 3 if diagnostics fail."""
-    if (output / "fit.json").exists() and not overwrite:
-        raise UserInputError(
-            f"{output}: holds a posterior already; choose another -o folder or pass --overwrite"
-        )
+    check_posterior_folder(output, overwrite=overwrite)
     post = fit_from_options(
         table,
         x=x,

@@ -48,11 +48,15 @@ def wide_to_long(
     frame: pd.DataFrame,
     keep: Sequence[str],
     specs: Iterable[MetricSpec],
+    *,
+    source: str | None = None,
+    line_offset: int | None = None,
 ) -> tuple[pd.DataFrame, dict[str, pd.Series]]:
     """Melt metric columns into LossTable rows, dropping empty cells (never storing NaN).
 
     ``keep`` are the identity and factor columns copied onto every row. Returns the long frame and, per
-    metric id, a boolean Series over ``frame``'s index marking the rows whose cell was empty.
+    metric id, a boolean Series over ``frame``'s index marking the rows whose cell was empty. ``source`` and
+    ``line_offset`` (file line of data row 1, minus 1) let an error name the file and the line of a bad cell.
     """
     parts: list[pd.DataFrame] = []
     missing: dict[str, pd.Series] = {}
@@ -63,8 +67,10 @@ def wide_to_long(
         )
         if bad.any():
             first = bad.idxmax()
+            row = int(frame.index.get_loc(first)) + 1
+            where = f"data row {row}" + (f" (line {row + line_offset} of the file)" if line_offset else "")
             raise UserInputError(
-                f"column '{spec.column}', data row {int(frame.index.get_loc(first)) + 1}: "
+                f"{source + ': ' if source else ''}column '{spec.column}', {where}: "
                 f"'{frame.at[first, spec.column]}' is not a number; fix the cell or leave it empty"
             )
         values = spec.transform(raw) if spec.transform is not None else raw

@@ -12,7 +12,7 @@ from typing import Any
 
 import pandas as pd
 
-from bayes_l2l.contrasts import MISSING_LEVEL, default_base, matched_contrasts
+from bayes_l2l.contrasts import MISSING_LEVEL, choose_base, matched_contrasts
 from bayes_l2l.table import NUMERIC_IDENTITY, LossTable
 
 
@@ -71,11 +71,12 @@ def _missing(ckpts: pd.DataFrame, factors: list[str]) -> dict[str, int]:
 
 
 def _contrasts(ckpts: pd.DataFrame, factors: list[str]) -> dict[str, Any]:
-    """Per factor: each level against the base (most common level), matched on the other factors or not."""
+    """Per factor: each level against the base (:func:`choose_base`, as `fit` takes it), matched on the other
+    factors or not."""
     out: dict[str, Any] = {}
     for factor in factors:
         others = [f for f in factors if f != factor]
-        base = default_base(ckpts[factor])
+        base = choose_base(factor, ckpts[factor])
         contrasts = matched_contrasts(ckpts, factor, others, base=base)
         out[factor] = {
             "base": base,

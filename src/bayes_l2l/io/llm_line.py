@@ -173,7 +173,7 @@ def read_llm_line(path: Path) -> LossTable:
         )
 
     keep = ["run", "checkpoint", "step", "tokens", "params", *layout.factors, *layout.flags]
-    long, missing = wide_to_long(frame, keep, layout.specs)
+    long, missing = wide_to_long(frame, keep, layout.specs, source=source, line_offset=layout.line_offset)
     warnings += missing_cells_warning(missing, frame["checkpoint"], frame["run"], source)
     warnings += _estimator_notes(long, source)
     warnings.append(
@@ -258,6 +258,13 @@ def _latest(path: Path, two_rows: bool) -> _Layout:
     for col in [s.column for s in specs]:
         frame[col] = raw[col]
     notes += _skip_notes(raw, skipped, source)
+    expected = [f"{name} Validation Loss" for name in VAL_CORPORA] + [f"{name} Loss" for name in TASKS]
+    absent = [c for c in expected if c not in raw.columns]
+    if absent:
+        notes.append(
+            f"{source}: loss column(s) {', '.join(repr(c) for c in absent)} missing; their metrics are not "
+            "in the table, and averages over them (val/avg5, test/avg7) cannot be formed"
+        )
     return _Layout(frame, specs, factors, flags, "latest_pm_hf layout", 2 if two_rows else 1, notes)
 
 
@@ -346,6 +353,12 @@ def _copy_factors(
     for src, dst in standard.items():
         frame[dst] = raw[src] if src in raw.columns else pd.NA
         factors.append(dst)
+    absent = [src for src in standard if src not in raw.columns]
+    if absent:
+        notes.append(
+            f"{source}: factor column(s) {', '.join(repr(c) for c in absent)} missing; "
+            f"{', '.join(standard[c] for c in absent)} is unknown in every row, so no comparison can use it"
+        )
     ensure_standard_factors(frame)
     factors += [
         c
