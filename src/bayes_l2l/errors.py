@@ -20,6 +20,8 @@ class DiagnosticsError(RuntimeError):
 def check_output_file(path: Path, overwrite: bool, *, error: type[UserInputError] = UserInputError) -> None:
     """Refuse to write the file ``path`` where a folder stands, or where a file stands unless ``overwrite``."""
     if path.is_dir():
-        raise error(f"{path}: is a folder; give the path of a file to write (a file name after the folder's)")
+        raise error(
+            f"{path}: is a folder; give the path of the file to write (for example a new name inside that folder)"
+        )
     if path.exists() and not overwrite:
         raise error(f"{path}: exists already; choose another output path or pass --overwrite")
