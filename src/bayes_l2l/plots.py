@@ -558,9 +558,19 @@ def plot_ppc(post: Posterior, seed: int = 0) -> Figure:
         handles = []
         for c, label in enumerate(short_condition_labels(post)):
             sel = d.cond_idx == c
-            colour = PALETTE[c % len(PALETTE)]
-            ax.scatter(d.x[sel], y[sel] - med[sel], s=12, color=colour, zorder=3, edgecolor="white", lw=0.3)
-            handles.append(Line2D([], [], color=colour, marker="o", ls="", ms=4, label=label))
+            # past the palette's 8 colours, conditions differ by marker shape too (9 share no colour+shape)
+            colour, marker = PALETTE[c % len(PALETTE)], MARKERS[(c // len(PALETTE)) % len(MARKERS)]
+            ax.scatter(
+                d.x[sel],
+                y[sel] - med[sel],
+                s=12,
+                color=colour,
+                marker=marker,
+                zorder=3,
+                edgecolor="white",
+                lw=0.3,
+            )
+            handles.append(Line2D([], [], color=colour, marker=marker, ls="", ms=4, label=label))
         handles += [
             Line2D([], [], color="#888888", lw=2.0, label=f"50% PI ({cover[0.5]:.0%} of points inside)"),
             Line2D([], [], color="#CCCCCC", lw=1.0, label=f"90% PI ({cover[0.9]:.0%} of points inside)"),
