@@ -6,12 +6,10 @@ from pathlib import Path
 from typing import Any
 
 import typer
-from rich import box
 from rich.markup import escape
-from rich.table import Table
 
 from bayes_l2l.baseline import METHOD_PARAMS, METHOD_SETS, FitResult, GroupFit, fit_baseline_groups
-from bayes_l2l.cli.common import app, console, parse_assignments, print_json, print_table
+from bayes_l2l.cli.common import app, compact_table, console, parse_assignments, print_json, print_table
 from bayes_l2l.errors import UserInputError, check_output_file
 from bayes_l2l.simulate import SimulationSpec, simulate_table
 from bayes_l2l.table import LossTable
@@ -71,7 +69,7 @@ def simulate_cmd(
         f"wrote [bold]{escape(str(output))}[/] ({summary['n_runs']} runs, {summary['n_checkpoints']} "
         f"checkpoints, {sim_spec.x_metric} -> {sim_spec.y_metric}) and [bold]{escape(str(truth_file))}[/]"
     )
-    cond = _table("true curve per condition (nats)")
+    cond = compact_table("true curve per condition (nats)")
     for col in ("condition", "K", "kappa", "E_x", "E_y", "x range", "runs"):
         cond.add_column(col, overflow="fold")
     for row in truth.conditions.itertuples():
@@ -86,7 +84,7 @@ def simulate_cmd(
         )
     print_table(cond)
     if len(gaps):
-        gap_table = _table("true gap to the base curve over the common x support (nats)")
+        gap_table = compact_table("true gap to the base curve over the common x support (nats)")
         for col in ("factor", "level", "mean gap", "max |gap|", "x support"):
             gap_table.add_column(col, overflow="fold")
         for g in gaps.itertuples():
@@ -103,11 +101,6 @@ def simulate_cmd(
 def _say(text: str) -> None:
     """A message line: no syntax highlighting, no hard wrapping (paths and names stay whole)."""
     console.print(text, highlight=False, soft_wrap=True)
-
-
-def _table(title: str) -> Table:
-    """A compact rich table whose cells wrap instead of being cut (no number is ever elided)."""
-    return Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
 
 
 def _fmt(value: float) -> str:
@@ -136,7 +129,7 @@ def _print_group(g: GroupFit, methods: tuple[str, ...]) -> None:
     if g.status == "skipped":
         _say(f"{head} - [yellow]skipped[/]: {escape('; '.join(sorted(set(g.skipped.values()))))}")
         return
-    table = _table(head)
+    table = compact_table(head)
     used = [p for p in ("K", "kappa", "Ex", "Ey", "a", "b") if any(p in METHOD_PARAMS[m] for m in methods)]
     for col in ("method", *used, "SSE", "RMSE", "cond"):
         if col == "method":

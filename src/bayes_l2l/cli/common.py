@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 import typer
+from rich import box
 from rich.console import Console
 from rich.measure import Measurement
 from rich.table import Table
@@ -24,6 +25,12 @@ app = typer.Typer(
 )
 console = Console()
 err_console = Console(stderr=True)
+
+
+def compact_table(title: str) -> Table:
+    """A compact rich table, title on the left, whose cells wrap instead of being cut (no number is ever
+    elided); print it with :func:`print_table`."""
+    return Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
 
 
 def print_table(table: Table) -> None:

@@ -16,11 +16,17 @@ from typing import Annotated, Any
 import numpy as np
 import pandas as pd
 import typer
-from rich import box
 from rich.markup import escape
-from rich.table import Table
 
-from bayes_l2l.cli.common import app, console, err_console, parse_assignments, print_json, print_table
+from bayes_l2l.cli.common import (
+    app,
+    compact_table,
+    console,
+    err_console,
+    parse_assignments,
+    print_json,
+    print_table,
+)
 from bayes_l2l.errors import DiagnosticsError, UserInputError, check_output_file
 from bayes_l2l.posterior_files import (
     SHARED_PREFIX,
@@ -248,10 +254,6 @@ def note(text: str) -> None:
     err_console.print(text, highlight=False, soft_wrap=True)
 
 
-def _table(title: str) -> Table:
-    return Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
-
-
 def _num(v: Any, fmt: str = ".3f") -> str:
     return "—" if v is None or (isinstance(v, float) and not math.isfinite(v)) else format(v, fmt)
 
@@ -273,7 +275,7 @@ def print_compare(post: Any, compares: dict[str, list[Any]], rope: float) -> Non
     if is_simulated(post):
         say("[bold magenta]SIMULATED DATA[/] (estimator 'simulated'): not a measurement of real models")
     for f, contrasts in compares.items():
-        table = _table(
+        table = compact_table(
             f"{escape(f)}: curve gap level − base {escape(str(post.design.factor_levels[f][0]))} "
             f"({escape(q.y)} vs {escape(q.x)}, nats), ROPE {rope:g}"
         )
@@ -310,7 +312,7 @@ def print_compare(post: Any, compares: dict[str, list[Any]], rope: float) -> Non
                 )
     if len(compares) > 1:
         ranking = rank_factors(compares)
-        table = _table("factor ranking by largest gap max |Δ| (nats)")
+        table = compact_table("factor ranking by largest gap max |Δ| (nats)")
         for col in ("factor", "level", "max |gap|", "90% HDI", "decision"):
             table.add_column(col)
         for row in ranking.itertuples():
@@ -580,7 +582,7 @@ def test_command(
                 f"[yellow]{res['extrapolated']} checkpoint(s) lie outside that curve's observed x range "
                 "(extrapolation)[/]"
             )
-        table = _table("per checkpoint (z = (y − predicted) / predictive sd)")
+        table = compact_table("per checkpoint (z = (y − predicted) / predictive sd)")
         for col in ("checkpoint", "x", "y", "predicted", "sd", "z"):
             table.add_column(col, justify="left" if col == "checkpoint" else "right")
         for c in res["checkpoints"]:
@@ -668,7 +670,7 @@ def predict_command(
         )
     else:
         say(f"condition: {escape(str(df['condition'][0]))}")
-        table = _table(f"predicted {escape(q.y)} ({q.unit}) from {escape(q.x)}")
+        table = compact_table(f"predicted {escape(q.y)} ({q.unit}) from {escape(q.x)}")
         cols = ["x", "mean", "50% PI", "90% PI", "note"]
         if from_table is not None:
             cols.insert(0, "checkpoint")
