@@ -33,6 +33,9 @@ CI_PROB = 0.9
 
 
 NO_SUPPORT = "no common support"
+IN_DOUBT = "in doubt (sampler)"
+"""The decision of every contrast of a fit whose sampler failed its diagnostics: its numbers are shown, but
+they may describe the chains rather than the posterior, so no "shift" / "no practical shift" is read off them."""
 """Decision when the level's and the base's x ranges do not overlap."""
 
 
@@ -109,6 +112,9 @@ class ContrastResult:
     elpd_se: float | None = None
     elpd_note: str | None = None
     note: str | None = None
+    decision_if_converged: str | None = None
+    """Where the fit failed its diagnostics (decision = IN_DOUBT): what the numbers would decide (for the
+    calibration benchmarks' records); None otherwise."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -279,6 +285,10 @@ def compare_factor(
         )
         if elpd is not None:
             res.elpd_diff, res.elpd_se, res.elpd_note = elpd["elpd_diff"], elpd["elpd_se"], elpd["note"]
+        if not post.diagnostics.get("ok", True) and decision != NO_SUPPORT:
+            res.decision_if_converged, res.decision = decision, IN_DOUBT
+            problems = "; ".join(post.diagnostics.get("problems") or [])
+            res.note = (res.note + "; " if res.note else "") + f"the sampler failed its diagnostics ({problems})"
         results.append(res)
     return results
 
@@ -314,23 +324,46 @@ def loo_runs(post: Posterior) -> dict[str, Any]:
     }
 
 
+PARETO_K_MAX = 0.7
+"""Above this Pareto k the PSIS estimate of a run's held-out elpd is unreliable (Vehtari et al. 2017)."""
+
+
+def loo_unavailable(pareto_k: np.ndarray, runs: list[str], which: str) -> str | None:
+    """The reason the run-level elpd is not reported when a Pareto k exceeds :data:`PARETO_K_MAX`, else None."""
+    k = np.asarray(pareto_k, dtype=float)
+    bad = np.flatnonzero(k > PARETO_K_MAX)
+    if not bad.size:
+        return None
+    names = ", ".join(runs[i] for i in bad[:3]) + (f" and {bad.size - 3} more" if bad.size > 3 else "")
+    return (
+        f"not available: leave-one-run-out PSIS is unreliable here (Pareto k up to {np.nanmax(k):.2f} > "
+        f"{PARETO_K_MAX} for {bad.size} of {k.size} runs in the {which} fit: {names}; typically runs alone in "
+        f"their condition, which separate curves cannot predict); K-fold by run would need {k.size} refits "
+        "and is not run"
+    )
+
+
 def loo_compare_runs(post: Posterior, shared: Posterior) -> dict[str, Any]:
     """elpd(separate curves) - elpd(one shared curve), leave-one-run-out, with its standard error.
 
-    Positive = the factor's separate curves predict held-out runs better. Where a Pareto k exceeds 0.7
-    the PSIS estimate for that run is unreliable and the note says so.
+    Positive = the factor's separate curves predict held-out runs better. Where a Pareto k exceeds
+    :data:`PARETO_K_MAX` in either fit, no elpd is given (it would read as evidence and is not): elpd_diff and
+    elpd_se are None and the note says why.
     """
     if sorted(post.design.runs) != sorted(shared.design.runs):
         raise UserInputError("the two fits must use the same runs (same table, --where and filters)")
     a, b = loo_runs(post), loo_runs(shared)
     order = [shared.design.runs.index(r) for r in post.design.runs]  # align the shared fit's runs by name
+    kmax = float(np.nanmax(np.concatenate([a["pareto_k"], b["pareto_k"][order]])))
+    why = loo_unavailable(a["pareto_k"], post.design.runs, "separate-curves") or loo_unavailable(
+        b["pareto_k"], shared.design.runs, "one-shared-curve"
+    )
+    if why:
+        return {"elpd_diff": None, "elpd_se": None, "note": why, "max_pareto_k": kmax}
     diff = a["elpd_i"] - b["elpd_i"][order]
     n = diff.size
     se = float(np.sqrt(n * np.var(diff, ddof=1))) if n > 1 else float("nan")
-    kmax = float(np.nanmax(np.concatenate([a["pareto_k"], b["pareto_k"][order]])))
     note = f"PSIS-LOO over {n} runs held out whole; max Pareto k {kmax:.2f}"
-    if kmax > 0.7:
-        note += " (> 0.7: unreliable for some runs; a run alone in its condition cannot be predicted by separate curves)"
     return {"elpd_diff": float(diff.sum()), "elpd_se": se, "note": note, "max_pareto_k": kmax}
 
 

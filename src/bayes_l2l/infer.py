@@ -283,6 +283,7 @@ def _baseline_init(design: Design, config: ModelConfig) -> dict[str, np.ndarray]
     if design.offset_runs:
         init["z_run"] = np.zeros(len(design.offset_runs))
         init["run_offset"] = np.zeros(len(design.offset_runs))
+        init["run_offset_decentered"] = np.zeros(len(design.offset_runs))  # run_offsets="mixed"
         n_groups = np.unique(design.offset_run_cond_idx).size  # as ModelData.n_run_groups
         init["z_run_mean"] = np.zeros(n_groups)  # run_offsets="split": one mean per condition, then contrasts
         init["run_contrast"] = np.zeros(len(design.offset_runs) - n_groups)
@@ -360,6 +361,11 @@ def fit(
     if method == "approx":
         config = dataclasses.replace(config, run_offsets=APPROX_RUN_OFFSETS)
     _check_paper_mode(design, config)
+    if config.run_offsets == "mixed" and len(config.run_centering) != len(design.offset_runs):
+        raise UserInputError(
+            f"run_centering has {len(config.run_centering)} values; this design has "
+            f"{len(design.offset_runs)} runs with a run offset (at least two checkpoints)"
+        )
     data = ModelData.from_design(design, config)
     coords, dims = _coords_dims(design)
     t0 = time.perf_counter()

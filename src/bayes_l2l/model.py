@@ -40,6 +40,7 @@ import jax.numpy as jnp
 import numpy as np
 import numpyro
 import numpyro.distributions as dist
+from numpyro.infer.reparam import LocScaleReparam
 
 from bayes_l2l.design import Design
 
@@ -50,7 +51,7 @@ PAPER_PARAMS: tuple[str, ...] = ("logK", "logkappa")
 CURVATURE_PARAMS: tuple[str, ...] = ("h", "logs", "q", "u")
 """``shape='curvature'``: q = (kappa - 1) / (x_ref - Ex) (1/nats) replaces log kappa."""
 SHAPES: tuple[str, ...] = ("logkappa", "curvature")
-RUN_OFFSETS: tuple[str, ...] = ("noncentred", "centred", "split")
+RUN_OFFSETS: tuple[str, ...] = ("noncentred", "centred", "split", "mixed")
 DEFAULT_EFFECT_SCALE: dict[str, float] = {
     "h": 0.3,
     "logs": 0.3,
@@ -112,6 +113,11 @@ class ModelConfig:
     prior in an orthonormal basis per condition, its runs' mean offset non-centred (z_run_mean) and the
     contrasts between them centred (run_contrast). The approximate path always uses 'split' (infer.fit); for
     NUTS it measured no better than the others (benchmarks/RESULTS.md)."""
+    run_centering: list[float] | None = None
+    """Under run_offsets='mixed': one centeredness in [0, 1] per offset run (Design.offset_runs order), applied by
+    NumPyro's LocScaleReparam to the centred form b_r ~ Normal(0, sigma_run): 1 = centred (a run whose checkpoints
+    pin its offset), 0 = non-centred. The same prior and posterior as the other forms; only the sampler's
+    coordinates differ. Chosen per run by :mod:`bayes_l2l.sampler_policy`."""
     shape: str = "logkappa"
     """Third linear predictor: 'logkappa' (log kappa), or 'curvature': q = (kappa - 1) / (x_ref - Ex), the
     curvature the data identify where log kappa and Ex trade off along a ridge (kappa = 1 + q (x_ref - Ex),
@@ -134,6 +140,13 @@ class ModelConfig:
             raise UserInputError(f"run_offsets {self.run_offsets!r}: use one of {', '.join(RUN_OFFSETS)}")
         if self.shape not in SHAPES:
             raise UserInputError(f"shape {self.shape!r}: use one of {', '.join(SHAPES)}")
+        if self.run_offsets == "mixed":
+            c = np.asarray(self.run_centering if self.run_centering is not None else [], dtype=float)
+            if self.run_centering is None or not ((c >= 0) & (c <= 1)).all():
+                raise UserInputError(
+                    "run_offsets 'mixed' needs run_centering: one value in [0, 1] per offset run"
+                )
+            self.run_centering = [float(v) for v in c]
         if not 0.0 <= self.kappa_floor < 1.0:
             raise UserInputError(
                 f"kappa_floor {self.kappa_floor}: use a value in [0, 1) (kappa = 1 is a line)"
@@ -355,6 +368,14 @@ def l2l_model(data: ModelData, config: ModelConfig) -> None:
         run_offset = numpyro.sample(
             "run_offset", dist.Normal(0.0, sigma_run).expand([data.n_runs]).to_event(1)
         )
+        run_offset = jnp.concatenate([run_offset, jnp.zeros(1)])
+    elif data.n_runs > 0 and config.run_offsets == "mixed":
+        # written centred; LocScaleReparam moves each run to its own centeredness (1 centred, 0 non-centred)
+        centering = jnp.asarray(config.run_centering)
+        with numpyro.handlers.reparam(config={"run_offset": LocScaleReparam(centered=centering)}):
+            run_offset = numpyro.sample(
+                "run_offset", dist.Normal(0.0, sigma_run).expand([data.n_runs]).to_event(1)
+            )
         run_offset = jnp.concatenate([run_offset, jnp.zeros(1)])
     elif data.n_runs > 0 and config.run_offsets == "split":
         # the same prior, b ~ Normal(0, sigma_run I), in an orthonormal basis: each condition's mean offset

@@ -27,6 +27,7 @@ from bayes_l2l.cli.common import (
     print_json,
     print_table,
 )
+from bayes_l2l.cli.fit_options import with_fit_options
 from bayes_l2l.errors import DiagnosticsError, UserInputError, check_output_file
 from bayes_l2l.posterior_files import (
     SHARED_PREFIX,
@@ -54,7 +55,6 @@ def same_fit(post: Any, design: Any, method: str, settings: dict[str, Any], conf
     from bayes_l2l.infer import APPROX_RUN_OFFSETS
     from bayes_l2l.model import ModelConfig
 
-    d = post.design
     if post.method != method or any(post.settings.get(k) != v for k, v in settings.items()):
         return False
     expected = config or ModelConfig()
@@ -62,14 +62,7 @@ def same_fit(post: Any, design: Any, method: str, settings: dict[str, Any], conf
         expected = replace(expected, run_offsets=APPROX_RUN_OFFSETS)
     if _model_key(post.config) != _model_key(expected):
         return False
-    if d.question.to_dict() != design.question.to_dict() or d.runs != design.runs:
-        return False
-    if len(d.points) != len(design.points):
-        return False
-    # design.json stores floats with 10 significant digits: compare at that precision
-    return bool(
-        np.allclose(d.x, design.x, rtol=1e-9, atol=0) and np.allclose(d.y, design.y, rtol=1e-9, atol=0)
-    )
+    return same_data(post, design)
 
 
 def reusable_posterior(
@@ -87,27 +80,36 @@ def reusable_posterior(
     return post if same_fit(post, design, method, settings, config) else None
 
 
+SHARED_DRAWS = 500
+"""Draws per chain of the one-shared-curve fit: it serves only the leave-one-run-out elpd (PSIS on 4 x 500 draws),
+so it costs about half the main fit (benchmarks/RESULTS.md, robust defaults)."""
+
+
+def shared_settings(post: Any) -> dict[str, Any]:
+    """Sampler settings of the one-shared-curve fit: the main fit's kept attempt (the geometry that passed on
+    the same points), half its warm-up and :data:`SHARED_DRAWS` draws per chain."""
+    from bayes_l2l.infer import LEGACY_MASS
+
+    s = post.settings
+    return {
+        "chains": int(s.get("chains", 4)),
+        "draws": min(int(s.get("draws", 1000)), SHARED_DRAWS),
+        "warmup": max(int(s.get("warmup", 1000)) // 2, 100),
+        "seed": int(s.get("seed", 0)),
+        "target_accept": float(s.get("target_accept", 0.9)),
+        "max_tree_depth": int(s.get("max_tree_depth", 10)),
+        "mass": s.get("mass", LEGACY_MASS),
+    }
+
+
 def fit_like(post: Any, design: Any, *, progress: bool = False) -> Any:
-    """Fit ``design`` with the model configuration and sampler settings of ``post``."""
-    from bayes_l2l.infer import LEGACY_MASS, fit, paper_mode_config
+    """Fit ``design`` with the model configuration of ``post`` and :func:`shared_settings`."""
+    from bayes_l2l.infer import fit, paper_mode_config
 
     config = post.config
     if config.paper_mode:
         config, _ = paper_mode_config(design, replace(config, fixed_Ex=None, fixed_Ey=None))
-    s = post.settings
-    return fit(
-        design,
-        config,
-        method=post.method,
-        chains=int(s.get("chains", 4)),
-        draws=int(s.get("draws", 1000)),
-        warmup=int(s.get("warmup", 1000)),
-        seed=int(s.get("seed", 0)),
-        target_accept=float(s.get("target_accept", 0.9)),
-        max_tree_depth=int(s.get("max_tree_depth", 10)),
-        progress=progress,
-        mass=s.get("mass", LEGACY_MASS),
-    )
+    return fit(design, config, method=post.method, progress=progress, **shared_settings(post))
 
 
 def shared_fit(post: Any, factor: str, cache: Path | None, *, progress: bool = False) -> tuple[Any, bool]:
@@ -116,7 +118,8 @@ def shared_fit(post: Any, factor: str, cache: Path | None, *, progress: bool = F
     design = post.design.without_factor(factor)
     folder = None if cache is None else cache / f"{SHARED_PREFIX}{factor}"
     if folder is not None:
-        hit = reusable_posterior(folder, design, post.method, post.settings, post.config)
+        settings = shared_settings(post) if post.method == "nuts" else {}
+        hit = reusable_posterior(folder, design, post.method, settings, post.config)
         if hit is not None:
             return hit, True
     with err_console.status(
@@ -151,17 +154,29 @@ def compare_factors(
         )
     if not factors:
         raise UserInputError("no factor to compare: pass --factor F (a factor of the posterior)")
+    from bayes_l2l.evidence import loo_runs, loo_unavailable
+
     results: dict[str, list[Any]] = {}
     shared_info: dict[str, dict[str, Any]] = {}
+    # runs the separate-curves fit cannot predict (Pareto k > 0.7) make the elpd unavailable whatever the
+    # shared fit says: then the shared fit is not run at all
+    unavailable = None
+    if loo:
+        with warnings.catch_warnings():  # the note below says it, once
+            warnings.filterwarnings("ignore", message="Estimated shape parameter of Pareto")
+            unavailable = loo_unavailable(loo_runs(post)["pareto_k"], post.design.runs, "separate-curves")
     for f in factors:
         shared = None
-        if loo:
+        if loo and unavailable is None:
             shared, cached = shared_fit(post, f, cache, progress=progress)
             shared_info[f] = {
                 "cached": cached,
                 "folder": None if cache is None else str(cache / f"{SHARED_PREFIX}{f}"),
+                "settings": shared_settings(post) if post.method == "nuts" else None,
                 "diagnostics": _diag(shared.diagnostics),
             }
+        elif loo:
+            shared_info[f] = {"cached": False, "folder": None, "not_fitted": unavailable}
         with warnings.catch_warnings():
             # arviz warns per fit about Pareto k > 0.6; the contrast's elpd_note states the largest k
             warnings.filterwarnings(
@@ -170,6 +185,8 @@ def compare_factors(
             results[f] = compare_factor(post, f, rope=rope, shared=shared)
         shared_problems = shared_info.get(f, {}).get("diagnostics", {}).get("problems") or []
         for c in results[f]:
+            if unavailable is not None:
+                c.elpd_note = unavailable
             if shared_problems and c.elpd_diff is not None:
                 c.elpd_note = (
                     f"{c.elpd_note}; UNRELIABLE: the one-shared-curve fit failed its diagnostics "
@@ -234,7 +251,7 @@ def fits_ok(post: Any, shared_info: dict[str, dict[str, Any]] | None = None) -> 
     """
     problems = list(post.diagnostics.get("problems", []))
     for f, info in (shared_info or {}).items():
-        for p in info["diagnostics"].get("problems") or []:
+        for p in (info.get("diagnostics") or {}).get("problems") or []:
             err_console.print(
                 f"[yellow]warning:[/] shared-curve fit without {escape(f)}: {escape(p)} (its elpd is marked unreliable)",
                 highlight=False,
@@ -295,6 +312,7 @@ def print_compare(post: Any, compares: dict[str, list[Any]], rope: float) -> Non
                 elpd,
             )
         print_table(table)
+        shown: set[str] = set()  # a note shared by the factor's levels is printed once
         for c in contrasts:
             if c.matched_on:
                 say(
@@ -302,7 +320,8 @@ def print_compare(post: Any, compares: dict[str, list[Any]], rope: float) -> Non
                     + escape(", ".join(f"{k}={v}" for k, v in c.matched_on.items()))
                 )
             for note in (c.note, c.elpd_note):
-                if note:
+                if note and note not in shown:
+                    shown.add(note)
                     say(f"  [dim]{escape(c.level)}: {escape(note)}[/]")
             weak = [k for k, v in c.params.items() if v.get("identified") in ("weak", "not identified")]
             if weak:
@@ -337,6 +356,46 @@ def report_problems(problems: list[str], where: str) -> None:
 
 
 # ------------------------------------------------------------------------------------------ compare
+def reusable_fit(folder: Path, design: Any, options: Any) -> Any | None:
+    """The posterior saved in ``folder`` if it answers the same question on the same points and was fitted
+    with the same request (options, budget, retries), else None."""
+    import json
+
+    from bayes_l2l.robust_fit import requested
+
+    asked = requested(
+        options.model_config(),
+        options.user_settings(),
+        method=options.method,
+        seed=options.seed,
+        retry=options.retry,
+        budget_s=options.budget_s,
+    )
+    from bayes_l2l.infer import load
+
+    if not is_posterior_folder(folder):
+        return None
+    try:
+        hit = load(folder)
+    except (UserInputError, OSError, KeyError, ValueError):
+        return None
+    same = hit.settings.get("requested") == json.loads(json.dumps(asked, default=float))
+    return hit if same and same_data(hit, design) else None
+
+
+def same_data(post: Any, design: Any) -> bool:
+    """Same question, runs and points (x and y) as ``design``."""
+    d = post.design
+    if d.question.to_dict() != design.question.to_dict() or d.runs != design.runs:
+        return False
+    if len(d.points) != len(design.points):
+        return False
+    # design.json stores floats with 10 significant digits: compare at that precision
+    return bool(
+        np.allclose(d.x, design.x, rtol=1e-9, atol=0) and np.allclose(d.y, design.y, rtol=1e-9, atol=0)
+    )
+
+
 def fit_table_for_compare(
     table_path: Path,
     *,
@@ -345,68 +404,33 @@ def fit_table_for_compare(
     factors: list[str],
     base: list[str] | None,
     where: list[str] | None,
-    unit: str,
-    max_x: float | None = None,
-    min_fraction: float | None = None,
-    method: str,
-    chains: int,
-    draws: int,
-    warmup: int,
-    seed: int,
+    fit_opts: Any,
     output: Path,
     overwrite: bool,
-    progress: bool = False,
 ) -> Any:
-    """Fit a table for `compare TABLE`, reusing ``output`` when it holds the same fit; refuses to replace
-    another posterior there unless ``overwrite``."""
-    from bayes_l2l.design import Question, build_design
-    from bayes_l2l.infer import DEFAULT_MASS, fit
-    from bayes_l2l.table import LossTable
+    """Fit a table for `compare TABLE` (the options of `fit`), reusing ``output`` when it holds the same fit;
+    refuses to replace another posterior there unless ``overwrite``."""
+    from bayes_l2l.cli.fit_cmds import build_question_design, fit_with_progress
 
     if not x or not y:
         raise UserInputError(
             f"{table_path}: not a posterior folder (no fit.json), so compare reads it as a loss table and "
             "fits it first, which needs --x and --y (or pass a posterior folder written by `bayes-l2l fit`)"
         )
-    if method not in ("nuts", "approx"):
-        raise UserInputError(f"--method {method!r}: use nuts or approx")
-    question = Question(
-        x=x,
-        y=y,
-        factors=list(factors),
-        base=parse_assignments(base, "--base"),
-        where=parse_assignments(where, "--where"),
-        unit=unit,
-        max_x=max_x,
-        min_fraction=min_fraction,
+    design = build_question_design(
+        table_path, x=x, y=y, factors=factors, base=base, where=where, fit_opts=fit_opts
     )
-    stray = [f for f in question.base if f not in question.factors]
-    if stray:
-        raise UserInputError(f"--base names {', '.join(stray)}, which is not a --factor of this comparison")
-    design = build_design(LossTable.read(table_path), question)
-    settings = {
-        "chains": chains if method == "nuts" else 1,
-        "draws": draws,
-        "warmup": warmup,
-        "seed": seed,
-        "mass": DEFAULT_MASS,
-    }
-    hit = reusable_posterior(output, design, method, settings)
+    hit = reusable_fit(output, design, fit_opts.fit_options())
     if hit is not None:
-        note(f"reusing the posterior in {escape(str(output))} (same question, data and settings)")
+        note(f"reusing the posterior in {escape(str(output))} (same question, data and options)")
         return hit
     if is_posterior_folder(output) and not overwrite:
         raise UserInputError(
-            f"{output}: holds a posterior of another question, data or settings; choose another -o folder "
+            f"{output}: holds a posterior of another question, data or options; choose another -o folder "
             "or pass --overwrite"
         )
     check_posterior_folder(output, overwrite=overwrite)
-    with console.status(
-        f"fitting {design.n_conditions} condition(s), {len(design.points)} points ({method})"
-    ):
-        post = fit(
-            design, method=method, chains=chains, draws=draws, warmup=warmup, seed=seed, progress=progress
-        )
+    post = fit_with_progress(design, fit_opts)
     if output.is_dir():
         remove_posterior(output)  # with the replaced fit's shared_<F>/ caches; the user's other files stay
     post.save(output, overwrite=True)
@@ -415,6 +439,7 @@ def fit_table_for_compare(
 
 
 @app.command("compare")
+@with_fit_options
 def compare_command(
     source: Annotated[
         Path, typer.Argument(help="Posterior folder (from `fit`), or a loss table to fit first.")
@@ -433,23 +458,16 @@ def compare_command(
     where: Annotated[
         list[str] | None, typer.Option("--where", help="Keep rows COLUMN=VALUE (table).")
     ] = None,
-    unit: Annotated[str, typer.Option(help="Unit of both axes (table).")] = "nats/token",
-    max_x: Annotated[float | None, typer.Option(help="Drop checkpoints with x above this (table).")] = None,
-    min_fraction: Annotated[
-        float | None, typer.Option(help="Drop checkpoints before this fraction of their run (table).")
-    ] = None,
-    method: Annotated[str, typer.Option(help="nuts or approx (table).")] = "nuts",
-    chains: Annotated[int, typer.Option(min=1, help="NUTS chains (table).")] = 4,
-    draws: Annotated[int, typer.Option(min=1, help="Draws per chain (table).")] = 1000,
-    warmup: Annotated[int, typer.Option(min=0, help="Warm-up iterations per chain (table).")] = 1000,
-    seed: Annotated[int, typer.Option(help="Random seed (table).")] = 0,
     output: Annotated[
         Path, typer.Option("-o", "--output", help="Posterior folder to write when SOURCE is a table.")
     ] = Path("out/posterior"),
     overwrite: Annotated[bool, typer.Option(help="Replace another posterior in --output.")] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print the evidence as JSON.")] = False,
+    fit_opts: Any = None,
 ) -> int:
-    """Does changing FACTOR shift the loss-to-loss curve? Curve gaps, decisions and LOO by run."""
+    """Does changing FACTOR shift the loss-to-loss curve? Curve gaps, decisions and LOO by run. SOURCE is a
+    posterior folder, or a loss table that is fitted first with every option of `fit` (those options apply
+    only then)."""
     from bayes_l2l.infer import load
 
     if not source.exists():
@@ -471,14 +489,7 @@ def compare_command(
             factors=list(dict.fromkeys(factor)),
             base=base,
             where=where,
-            unit=unit,
-            max_x=max_x,
-            min_fraction=min_fraction,
-            method=method,
-            chains=chains,
-            draws=draws,
-            warmup=warmup,
-            seed=seed,
+            fit_opts=fit_opts,
             output=output,
             overwrite=overwrite,
         )

@@ -10,113 +10,53 @@ from rich.markup import escape
 from rich.table import Table
 
 from bayes_l2l.cli.common import app, console, err_console, parse_assignments, print_json, print_table
+from bayes_l2l.cli.fit_options import FitCommandOptions, with_fit_options
 from bayes_l2l.errors import DiagnosticsError, UserInputError
 from bayes_l2l.posterior_files import check_posterior_folder
 
 
-def _pair(text: str | None, option: str) -> tuple[float, float] | None:
-    if text is None:
-        return None
-    try:
-        mean, sd = (float(v) for v in text.split(","))
-    except ValueError as exc:
-        raise UserInputError(f"{option} {text!r}: expected MEAN,SD in nats, e.g. {option} 1.8,0.3") from exc
-    if sd <= 0:
-        raise UserInputError(f"{option} {text!r}: the SD must be positive")
-    return mean, sd
-
-
-def fit_from_options(
+def build_question_design(
     table_path: Path,
     *,
     x: str,
     y: str,
     factors: list[str],
-    base: list[str] | None = None,
-    where: list[str] | None = None,
-    unit: str = "nats/token",
-    allow_mixed: bool = False,
-    max_x: float | None = None,
-    min_fraction: float | None = None,
-    early_fraction: float = 0.0,
-    early_weight: float = 1.0,
-    method: str = "nuts",
-    chains: int = 4,
-    draws: int = 1000,
-    warmup: int = 1000,
-    seed: int = 0,
-    paper_mode: bool = False,
-    compute: str = "auto",
-    prior_ex: str | None = None,
-    prior_ey: str | None = None,
-    effect_prior: str = "normal",
-    shape: str = "logkappa",
-    run_offsets: str = "noncentred",
-    target_accept: float = 0.95,
-    mass: str = "laplace",
-    progress: bool = False,
+    base: list[str] | None,
+    where: list[str] | None,
+    fit_opts: FitCommandOptions,
 ) -> Any:
-    """Read the table, build the design and fit; shared by `fit` and the commands that fit first."""
+    """Read the table and build the design of the question the options describe."""
     from bayes_l2l.design import Question, build_design
-    from bayes_l2l.infer import check_mass, fit, paper_mode_config
-    from bayes_l2l.model import ModelConfig
     from bayes_l2l.table import LossTable
 
-    if method not in ("nuts", "approx"):
-        raise UserInputError(f"--method {method!r}: use nuts or approx")
-    if effect_prior not in ("normal", "hierarchical"):
-        raise UserInputError(f"--effect-prior {effect_prior!r}: use normal or hierarchical")
-    if not 0.5 <= target_accept < 1:
-        raise UserInputError(f"--target-accept {target_accept}: use a value in [0.5, 1), e.g. 0.95 or 0.99")
-    check_mass(mass)
-    if compute not in ("auto", "on", "off"):
-        raise UserInputError(f"--compute {compute!r}: use auto, on or off")
-    if not 0 <= early_fraction < 1 or not 0 < early_weight <= 1:
-        raise UserInputError("--early-fraction must be in [0, 1) and --early-weight in (0, 1]")
-    table = LossTable.read(table_path)
     question = Question(
         x=x,
         y=y,
         factors=list(factors),
         base=parse_assignments(base, "--base"),
         where=parse_assignments(where, "--where"),
-        unit=unit,
-        allow_mixed=allow_mixed,
-        max_x=max_x,
-        min_fraction=min_fraction,
-        early_fraction=early_fraction,
-        early_weight=early_weight,
+        **fit_opts.question_kwargs(),
     )
-    unknown_base = [f for f in question.base if f not in question.factors]
-    if unknown_base:
-        raise UserInputError(f"--base names {', '.join(unknown_base)}, which is not a --factor of this fit")
-    design = build_design(table, question)
-    config = ModelConfig(
-        use_compute={"auto": "auto", "on": True, "off": False}[compute],
-        prior_Ex=_pair(prior_ex, "--prior-ex"),
-        prior_Ey=_pair(prior_ey, "--prior-ey"),
-        effect_prior=effect_prior,
-        shape=shape,
-        run_offsets=run_offsets,
-    )
-    if paper_mode:
-        config, notes = paper_mode_config(design, config)
-        design.warnings.extend(f"paper mode: {n}" for n in notes)
-    with console.status(
-        f"fitting {design.n_conditions} condition(s), {len(design.points)} points ({method})"
-    ):
-        return fit(
-            design,
-            config,
-            target_accept=target_accept,
-            method=method,
-            chains=chains,
-            draws=draws,
-            warmup=warmup,
-            seed=seed,
-            progress=progress,
-            mass=mass,
-        )
+    stray = [f for f in question.base if f not in question.factors]
+    if stray:
+        raise UserInputError(f"--base names {', '.join(stray)}, which is not a --factor of this fit")
+    return build_design(LossTable.read(table_path), question)
+
+
+def fit_with_progress(design: Any, fit_opts: FitCommandOptions) -> Any:
+    """The library's robust fit of ``design``, one line per sampler attempt on stderr."""
+    from bayes_l2l.robust_fit import fit_design_with
+
+    options = fit_opts.fit_options()
+    with err_console.status(
+        f"fitting {design.n_conditions} condition(s), {len(design.points)} points ({options.method})"
+    ) as status:
+
+        def progress(msg: str) -> None:
+            err_console.print(f"[dim]{escape(msg)}[/]", highlight=False, soft_wrap=True)
+            status.update(f"fitting: {escape(msg)}")
+
+        return fit_design_with(design, options, progress=progress)
 
 
 def posterior_report(post: Any) -> dict[str, Any]:
@@ -194,6 +134,8 @@ def print_posterior_summary(post: Any) -> None:
         )
     else:
         console.print(f"[yellow]{escape(dg['note'])}[/]; wall {post.wall_time_s:.1f} s")
+    if dg.get("attempts"):
+        console.print(("[green]" if dg["ok"] else "[red]") + escape(dg["attempts"]) + "[/]", soft_wrap=True)
     for problem in dg.get("problems", []):
         err_console.print(f"[red]diagnostic problem:[/] {escape(problem)}")
 
@@ -204,6 +146,7 @@ def _number(value: float | None, fmt: str) -> str:
 
 
 @app.command("fit")
+@with_fit_options
 def fit_command(
     table: Annotated[Path, typer.Argument(help="Loss table (.parquet or .csv).")],
     x: Annotated[str, typer.Option("--x", help="x metric id, named average (val/avg5) or mean(a,b,...).")],
@@ -216,94 +159,17 @@ def fit_command(
         list[str] | None, typer.Option("--base", help="Base level FACTOR=LEVEL (repeatable).")
     ] = None,
     where: Annotated[list[str] | None, typer.Option("--where", help="Keep rows with COLUMN=VALUE.")] = None,
-    method: Annotated[
-        str, typer.Option(help="nuts (exact) or approx (Laplace approximation, seconds; not calibrated).")
-    ] = "nuts",
-    chains: Annotated[int, typer.Option(min=1, help="NUTS chains (run in parallel).")] = 4,
-    draws: Annotated[int, typer.Option(min=1, help="Posterior draws per chain.")] = 1000,
-    warmup: Annotated[int, typer.Option(min=0, help="Warm-up iterations per chain.")] = 1000,
-    seed: Annotated[int, typer.Option(help="Random seed (same seed, same numbers).")] = 0,
-    unit: Annotated[str, typer.Option(help="Unit of both axes: nats/token or bits/byte.")] = "nats/token",
-    allow_mixed: Annotated[bool, typer.Option(help="Allow averages over different estimators.")] = False,
-    max_x: Annotated[
-        float | None, typer.Option(help="Drop checkpoints with x above this (early ones).")
-    ] = None,
-    min_fraction: Annotated[
-        float | None, typer.Option(help="Drop checkpoints before this fraction of their run's training.")
-    ] = None,
-    early_fraction: Annotated[
-        float, typer.Option(help="Down-weight checkpoints before this fraction.")
-    ] = 0.0,
-    early_weight: Annotated[float, typer.Option(help="Likelihood weight of those early checkpoints.")] = 1.0,
-    paper_mode: Annotated[bool, typer.Option(help="Fix Ex, Ey from the paper's two-stage fit.")] = False,
-    compute: Annotated[str, typer.Option(help="Joint compute-to-loss component: auto, on, off.")] = "auto",
-    prior_ex: Annotated[str | None, typer.Option(help="User prior MEAN,SD (nats) on the base Ex.")] = None,
-    prior_ey: Annotated[str | None, typer.Option(help="User prior MEAN,SD (nats) on the base Ey.")] = None,
-    effect_prior: Annotated[
-        str,
-        typer.Option(help="Effect prior: normal (fixed scales) or hierarchical (scale learned per factor)."),
-    ] = "normal",
-    shape: Annotated[
-        str,
-        typer.Option(
-            help="Third linear predictor: logkappa (default) or curvature ((kappa - 1) / (x_ref - Ex), the "
-            "direction the data identify; with --run-offsets centred it sampled a 6,000-checkpoint table 10x "
-            "faster, but with divergences on some tables: benchmarks/RESULTS.md)."
-        ),
-    ] = "logkappa",
-    run_offsets: Annotated[
-        str,
-        typer.Option(
-            help="Run offsets: noncentred (default; right when runs are few or short), centred (faster "
-            "when there are many runs with many checkpoints each, e.g. 60 runs of 100; check the diagnostics) "
-            "or split (condition means non-centred, contrasts between runs centred; what --method approx uses)."
-        ),
-    ] = "noncentred",
-    target_accept: Annotated[
-        float, typer.Option(help="NUTS target acceptance (raise to 0.99 on divergences).")
-    ] = 0.95,
-    mass: Annotated[
-        str,
-        typer.Option(
-            help="NUTS mass matrix: laplace (default: NUTS in coordinates whitened by the Laplace "
-            "covariance, then diagonal adaptation; passes the convergence checks far more often on "
-            "paper-shaped tables, benchmarks/RESULTS.md), dense or diag (NumPyro's dense or diagonal "
-            "adaptation in the model's own coordinates)."
-        ),
-    ] = "laplace",
     overwrite: Annotated[bool, typer.Option(help="Replace an existing posterior folder.")] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+    fit_opts: FitCommandOptions | None = None,
 ) -> int:
-    """Fit the hierarchical loss-to-loss model; write the posterior folder; exit 3 if diagnostics fail."""
+    """Fit the hierarchical loss-to-loss model; write the posterior folder; exit 3 if every sampler attempt
+    failed the diagnostics (the best attempt is kept)."""
     check_posterior_folder(output, overwrite=overwrite)
-    post = fit_from_options(
-        table,
-        x=x,
-        y=y,
-        factors=factor or [],
-        base=base,
-        where=where,
-        unit=unit,
-        allow_mixed=allow_mixed,
-        max_x=max_x,
-        min_fraction=min_fraction,
-        early_fraction=early_fraction,
-        early_weight=early_weight,
-        method=method,
-        chains=chains,
-        draws=draws,
-        warmup=warmup,
-        seed=seed,
-        paper_mode=paper_mode,
-        compute=compute,
-        prior_ex=prior_ex,
-        prior_ey=prior_ey,
-        effect_prior=effect_prior,
-        shape=shape,
-        run_offsets=run_offsets,
-        target_accept=target_accept,
-        mass=mass,
+    design = build_question_design(
+        table, x=x, y=y, factors=factor or [], base=base, where=where, fit_opts=fit_opts
     )
+    post = fit_with_progress(design, fit_opts)
     post.save(output, overwrite=overwrite)
     if json_out:
         print_json({**posterior_report(post), "output": str(output)})
@@ -311,21 +177,10 @@ def fit_command(
         print_posterior_summary(post)
         console.print(f"posterior written to {escape(str(output))}")
     if not post.diagnostics["ok"]:
-        hint = ""
-        one_chain = post.settings.get("chains", 4) < 2
-        if one_chain:
-            hint = "; run --chains 2 or more (the default is 4) so that R-hat can be computed"
-        elif post.diagnostics.get("divergences"):
-            hint = (
-                "; divergences: try --target-accept 0.99, or --effect-prior hierarchical --target-accept 0.99"
-            )
-        elif post.diagnostics.get("max_rhat") and post.diagnostics["max_rhat"] > 1.01:
-            hint = "; try more --warmup and --draws"
-        if post.method == "nuts" and post.settings.get("mass") == "laplace" and not one_chain:
-            # measured: on single-run conditions the whitened sampler can mix worse than dense adaptation
-            hint += ("; or" if hint else "; try") + " --mass dense (it passes some tables laplace does not)"
         raise DiagnosticsError(
-            "; ".join(post.diagnostics["problems"]) + f" (posterior kept in {output}){hint}"
+            "; ".join(post.diagnostics["problems"])
+            + f" — {post.diagnostics.get('attempts') or 'one attempt'} (posterior kept in {output}; every "
+            "attempt's settings and diagnostics are in its fit.json)"
         )
     return 0
 
