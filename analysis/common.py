@@ -25,6 +25,8 @@ from bayes_l2l.design import Question, build_design
 from bayes_l2l.errors import UserInputError
 from bayes_l2l.evidence import ContrastResult, compare_factor, hdi
 from bayes_l2l.model import ModelConfig
+from bayes_l2l.robust_fit import fit_robust
+from bayes_l2l.sampler_policy import Attempt, UserSettings
 from bayes_l2l.table import LossTable
 
 REPO = Path(__file__).resolve().parents[1]
@@ -33,21 +35,8 @@ ROPE = 0.02
 """Region of practical equivalence (nats): the evidence module's default, seed-to-seed loss variation."""
 SEED = 0
 
-FULL = {"chains": 4, "draws": 1000, "warmup": 1000}
 QUICK = {"chains": 2, "draws": 300, "warmup": 300}
-LADDER: tuple[dict[str, Any], ...] = (
-    {"effect_prior": "normal", "target_accept": 0.95},
-    {"effect_prior": "normal", "target_accept": 0.99},
-    {"effect_prior": "hierarchical", "target_accept": 0.99},
-    {"effect_prior": "normal", "target_accept": 0.95, "mass": "dense"},
-)
-"""Sampler settings tried in order until the diagnostics pass (the library default first; then the
-settings docs/priors.md and benchmarks/RESULTS.md name for divergences; last, NumPyro's dense mass adaptation
-instead of the default Laplace-whitened coordinates, which on single-run conditions can mix worse:
-benchmarks/RESULTS.md). ``--quick`` tries only the first."""
-LONGER = 2
-"""An attempt that fails on R-hat / ESS alone (no divergences, BFMI fine) is repeated once with this many
-times the warm-up and draws before moving on: short chains are cured by longer ones, not by a new prior."""
+"""``--quick``: one short attempt, no retries (a smoke run)."""
 
 
 @dataclass
@@ -112,52 +101,39 @@ def main_guard(run: Callable[[], int]) -> int:
 
 
 # ----------------------------------------------------------------------------------------- fitting
-def fit_with_ladder(
+def fit_comparison(
     design: Any, comp: Comparison, quick: bool
 ) -> tuple[infer.Posterior, list[dict[str, Any]]]:
-    """Fit ``design`` with each rung of :data:`LADDER` until the diagnostics pass (the first attempt that
-    fails on R-hat / ESS alone is repeated with :data:`LONGER` x the warm-up and draws before the next rung);
-    return the last posterior and one record per attempt (settings + diagnostics)."""
-    attempts: list[dict[str, Any]] = []
-    post = None
-    queue = [(rung, QUICK if quick else FULL) for rung in (LADDER[:1] if quick else LADDER)]
-    longer_tried = quick
-    while queue:
-        rung, settings = queue.pop(0)
-        rung = {"mass": infer.DEFAULT_MASS, **rung}
-        config = replace(ModelConfig(effect_prior=rung["effect_prior"]), **comp.config)
-        log(
-            f"  {comp.key}: NUTS {settings['chains']}x{settings['draws']} (+{settings['warmup']} warm-up), "
-            f"effect prior {rung['effect_prior']}, target accept {rung['target_accept']}, mass {rung['mass']}"
-        )
-        post = infer.fit(
-            design, config, seed=SEED, target_accept=rung["target_accept"], mass=rung["mass"], **settings
-        )
-        dg = post.diagnostics
-        attempts.append(
-            {
-                **rung,
-                **settings,
-                "compute_component": post.settings.get("compute_component"),
-                **{k: dg.get(k) for k in DIAG_KEYS},
-            }
-        )
-        log(
-            f"  {comp.key}: {post.wall_time_s:.0f} s; "
-            + ("diagnostics ok" if dg["ok"] else "; ".join(dg["problems"]))
-        )
-        if dg["ok"]:
-            break
-        if not longer_tried and not dg["divergences"] and (dg["min_bfmi"] or 0) >= 0.3:
-            longer = {**settings, "draws": settings["draws"] * LONGER, "warmup": settings["warmup"] * LONGER}
-            queue.insert(0, (rung, longer))
-            longer_tried = True
-    assert post is not None
+    """Fit ``design`` with the library's robust fit (:func:`bayes_l2l.robust_fit.fit_robust`: sampler settings
+    chosen from the table, retried from what failed); return the kept posterior and one flat record per
+    attempt (settings + diagnostics). ``comp.config`` overrides the model configuration."""
+    config = replace(ModelConfig(), **comp.config)
+    user = UserSettings(**QUICK) if quick else UserSettings()
+    post = fit_robust(
+        design, config, user=user, seed=SEED, retry=not quick, progress=lambda m: log(f"  {comp.key}: {m}")
+    )
+    attempts = [
+        {
+            "label": Attempt(**{k: r[k] for k in Attempt.__dataclass_fields__ if k in r}).label(),
+            "effect_prior": config.effect_prior,
+            "mass": r["mass"],
+            "target_accept": r["target_accept"],
+            "chains": r["chains"],
+            "draws": r["draws"],
+            "warmup": r["warmup"],
+            "compute_component": post.settings.get("compute_component"),
+            "wall_time_s": r["wall_s"],
+            **{k: r["diagnostics"].get(k) for k in DIAG_KEYS if k != "wall_time_s"},
+        }
+        for r in post.settings["attempts"]
+    ]
     return post, attempts
 
 
 def rung_label(rung: dict[str, Any]) -> str:
-    """'normal/0.95', with '/dense' when the rung changes the mass matrix from the default."""
+    """An attempt's settings in a few words (the policy's label; older records: 'normal/0.95[/dense]')."""
+    if "label" in rung:
+        return rung["label"]
     mass = rung.get("mass", infer.DEFAULT_MASS)
     return f"{rung['effect_prior']}/{rung['target_accept']}" + (
         "" if mass == infer.DEFAULT_MASS else f"/{mass}"
@@ -237,8 +213,9 @@ def run_comparison(table: LossTable, comp: Comparison, out: Path, quick: bool, r
             for c in cond["condition"]
         },
     }
-    post, attempts = fit_with_ladder(design, comp, quick)
+    post, attempts = fit_comparison(design, comp, quick)
     record["attempts"] = attempts
+    record["kept_attempt"] = post.settings.get("kept_attempt")
     record["diagnostics_ok"] = bool(post.diagnostics["ok"])
     post.save(out / "posteriors" / comp.key, overwrite=True)
     contrasts = compare_factor(post, comp.factor, rope=rope)
@@ -361,15 +338,12 @@ def comparison_markdown(rec: dict[str, Any]) -> str:
     out += ["", "Dropped: " + "; ".join(f"{d['reason']} ({d['count']})" for d in dropped) + "."]
     for w in data["warnings"]:
         out.append(f"- warning: {w}")
-    out += ["", "**Sampler diagnostics** (every attempt; the last one is used):", ""]
+    out += ["", "**Sampler diagnostics** (every attempt; the first that passed, else the best, is used):", ""]
     out.append(
         md_table(
             [
                 "#",
-                "effect prior",
-                "target accept",
-                "mass",
-                "chains x draws",
+                "settings",
                 "max R-hat",
                 "min bulk / tail ESS",
                 "divergences",
@@ -380,10 +354,7 @@ def comparison_markdown(rec: dict[str, Any]) -> str:
             [
                 [
                     i + 1,
-                    a["effect_prior"],
-                    a["target_accept"],
-                    a.get("mass", infer.LEGACY_MASS),  # records written before the mass was recorded
-                    f"{a['chains']} x {a['draws']}",
+                    rung_label(a),
                     f"{f3(a['max_rhat'])} ({a['worst_rhat']})",
                     f"{f3(a['min_ess_bulk'], '.0f')} / {f3(a['min_ess_tail'], '.0f')}",
                     a["divergences"],
@@ -496,11 +467,12 @@ def attempts_line(rec: dict[str, Any]) -> str:
     """Short diagnostics of the attempt used: 'R-hat 1.004, ESS 812, 0 div., ok (attempt 2 of 2)'."""
     if "attempts" not in rec:
         return "not fitted"
-    a = rec["attempts"][-1]
+    kept = rec.get("kept_attempt") or len(rec["attempts"])
+    a = rec["attempts"][kept - 1]
     status = "ok" if a["ok"] else "FAILED"
     return (
         f"R-hat {f3(a['max_rhat'])}, bulk ESS {f3(a['min_ess_bulk'], '.0f')}, {a['divergences']} div., "
-        f"{status} (attempt {len(rec['attempts'])}, {rung_label(a)})"
+        f"{status} (attempt {kept} of {len(rec['attempts'])}, {rung_label(a)})"
     )
 
 
@@ -528,21 +500,20 @@ def _json_default(obj: Any) -> Any:
 
 def header_lines(title: str, args: argparse.Namespace, table: LossTable, started: float) -> list[str]:
     """Title, how it was run, sampler settings, the data source and the importer's warnings."""
-    settings = QUICK if args.quick else FULL
     wall = time.perf_counter() - started
     lines = [
         f"# {title}",
         "",
         f"Generated by `{' '.join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]])}` on {time.strftime('%Y-%m-%d %H:%M')}; "
-        f"total wall time {wall / 60:.1f} min on this machine. NUTS {settings['chains']} chains x "
-        f"{settings['draws']} draws ({settings['warmup']} warm-up), seed {SEED}, mass {infer.DEFAULT_MASS} (fit --mass)"
-        + (" — **--quick smoke run: too few draws for trustworthy diagnostics**" if args.quick else "")
-        + ". Sampler ladder (stop at the first that passes R-hat <= 1.01, ESS, 0 divergences, BFMI): "
-        + (" -> ".join(rung_label(r) for r in (LADDER[:1] if args.quick else LADDER)))
+        f"total wall time {wall / 60:.1f} min on this machine. NUTS with the library's robust defaults "
+        "(bayes_l2l.robust_fit: sampler settings chosen from each table's shape, retried from what failed until "
+        "R-hat <= 1.01, ESS >= 400, 0 divergences and BFMI pass; every attempt is listed), seed "
+        f"{SEED}"
         + (
-            ""
+            f" — **--quick smoke run: one attempt of {QUICK['chains']} x {QUICK['draws']} draws, too few for "
+            "trustworthy diagnostics**"
             if args.quick
-            else f"; an attempt failing on R-hat or ESS alone is first repeated with {LONGER}x the warm-up and draws"
+            else ""
         )
         + f". Decision rule (bayes_l2l.evidence): shift if P(|mean gap| > {ROPE:g}) >= 0.95, no practical "
         f"shift if P(max |gap| < {ROPE:g}) >= 0.95, else undecided.",

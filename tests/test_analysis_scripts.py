@@ -114,41 +114,39 @@ def test_headline_table_lists_contrasts_and_unfitted_comparisons() -> None:
     lines = md.splitlines()
     assert len(lines) == 5
     assert "C4 vs FineWeb-Edu | -0.500 [-0.600, -0.400] | 0.550 [0.450, 0.650] | 1.00 | shift" in lines[2]
-    assert "R-hat 1.004, bulk ESS 900, 0 div., ok (attempt 1, normal/0.95)" in lines[2]
+    assert "R-hat 1.004, bulk ESS 900, 0 div., ok (attempt 1 of 1, normal/0.95)" in lines[2]
     assert "not fitted: one condition only" in lines[3] and lines[4].startswith("| (d) check")
 
 
-def test_sampler_ladder_runs_longer_on_ess_alone_then_moves_on(monkeypatch) -> None:
-    """The ladder's order without fitting: R-hat/ESS-only failure -> the same rung with 2x draws (once);
-    divergences -> the next rung; the last rung switches to the dense mass matrix."""
+def test_analysis_fits_go_through_the_library_robust_fit(monkeypatch) -> None:
+    """The scripts keep no ladder of their own: fit_comparison calls robust_fit (quick: one short attempt,
+    no retries) and flattens its attempt records for the markdown."""
     from types import SimpleNamespace
 
     import common
 
-    calls = []
-    outcomes = iter(
-        [
-            {"ok": False, "divergences": 0, "min_bfmi": 0.7, "problems": ["bulk ESS 395 < 400"]},
-            {"ok": False, "divergences": 3, "min_bfmi": 0.7, "problems": ["3 divergent transitions"]},
-            {"ok": False, "divergences": 0, "min_bfmi": 0.7, "problems": ["R-hat 1.02 > 1.01"]},
-            {"ok": False, "divergences": 1, "min_bfmi": 0.7, "problems": ["1 divergent transitions"]},
-            {"ok": True, "divergences": 0, "min_bfmi": 0.7, "problems": []},
-        ]
-    )
+    seen = {}
 
-    def fake_fit(design, config, **kw):  # noqa: ANN001, ANN003, ANN202
-        calls.append({"effect_prior": config.effect_prior, **kw})
-        return SimpleNamespace(diagnostics=next(outcomes), settings={}, wall_time_s=1.0)
+    def fake_fit_robust(design, config, **kw):  # noqa: ANN001, ANN003, ANN202
+        seen.update(kw, config=config)
+        rec = {
+            "run_offsets": "noncentred",
+            "run_centering": None,
+            "shape": "logkappa",
+            "mass": "laplace",
+            "target_accept": 0.95,
+            "warmup": 300,
+            "draws": 300,
+            "chains": 2,
+            "wall_s": 1.5,
+            "diagnostics": {"ok": True, "problems": [], "max_rhat": 1.004, "divergences": 0},
+        }
+        return SimpleNamespace(settings={"attempts": [rec], "compute_component": False, "kept_attempt": 1})
 
-    monkeypatch.setattr(common.infer, "fit", fake_fit)
-    comp = common.Comparison(key="k", title="t", factor="f", question=None)
-    post, attempts = common.fit_with_ladder(None, comp, quick=False)
-    assert post.diagnostics["ok"] and len(attempts) == 5
-    assert [(c["effect_prior"], c["target_accept"], c["mass"], c["draws"]) for c in calls] == [
-        ("normal", 0.95, "laplace", 1000),
-        ("normal", 0.95, "laplace", 2000),
-        ("normal", 0.99, "laplace", 1000),
-        ("hierarchical", 0.99, "laplace", 1000),
-        ("normal", 0.95, "dense", 1000),
-    ]
-    assert common.rung_label(attempts[-1]) == "normal/0.95/dense"
+    monkeypatch.setattr(common, "fit_robust", fake_fit_robust)
+    comp = common.Comparison(key="k", title="t", factor="f", question=None, config={"use_compute": False})
+    _, attempts = common.fit_comparison(None, comp, quick=True)
+    assert seen["retry"] is False and seen["user"].draws == 300 and seen["config"].use_compute is False
+    (a,) = attempts
+    assert a["ok"] and a["max_rhat"] == 1.004 and a["wall_time_s"] == 1.5
+    assert common.rung_label(a) == "logkappa, offsets noncentred, mass laplace, accept 0.95, 2x(300+300)"

@@ -16,7 +16,6 @@ caches of the one-shared-curve fits), and for the simulated default ``simulated_
 from __future__ import annotations
 
 import json
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -90,32 +89,14 @@ def demo_spec(quick: bool = False) -> SimulationSpec:
     )
 
 
-def demo_settings(quick: bool = False) -> dict[str, Any]:
-    """NUTS settings of the demo (quick: a smoke run whose diagnostics may well fail)."""
-    from bayes_l2l.infer import DEFAULT_MASS
+def demo_options(quick: bool = False) -> Any:
+    """The demo's fit options: the library's robust defaults (no sampler settings: the policy chooses and
+    retries); quick: a smoke run of 2 chains x 150 draws without retries, whose diagnostics may well fail."""
+    from bayes_l2l.robust_fit import FitOptions
 
     if quick:
-        return {
-            "method": "nuts",
-            "chains": 2,
-            "draws": 150,
-            "warmup": 150,
-            "seed": 0,
-            "target_accept": 0.95,
-            "mass": DEFAULT_MASS,
-        }
-    # target_accept 0.99: at the default 0.95 the full demo's fits had 9-43 divergent transitions, none at 0.99.
-    # 2,000 draws: with 1,000 the main fit's largest R-hat was 1.006-1.011 across code versions that differ
-    # only in rounding (the gate is 1.01), i.e. borderline; the analysis ladder doubles draws for the same reason.
-    return {
-        "method": "nuts",
-        "chains": 4,
-        "draws": 2000,
-        "warmup": 1000,
-        "seed": 0,
-        "target_accept": 0.99,
-        "mass": DEFAULT_MASS,
-    }
+        return FitOptions(chains=2, draws=150, warmup=150, retry=False)
+    return FitOptions()
 
 
 def _default_axes(table: LossTable, source: Path) -> tuple[str, str]:
@@ -166,10 +147,10 @@ def run_demo(
 
     from bayes_l2l import plots
     from bayes_l2l.cli.common import console, to_json
-    from bayes_l2l.cli.evidence_cmds import compare_factors, evidence_payload, fits_ok, reusable_posterior
+    from bayes_l2l.cli.evidence_cmds import compare_factors, evidence_payload, fits_ok, reusable_fit
     from bayes_l2l.design import Question, build_design
-    from bayes_l2l.infer import fit
     from bayes_l2l.report import build_report
+    from bayes_l2l.robust_fit import fit_design_with
 
     if simulated and table is not None:
         raise UserInputError("--simulated and --table exclude each other")
@@ -237,34 +218,24 @@ def run_demo(
     timings["data_s"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    settings = demo_settings(quick)
+    options = demo_options(quick)
     folder = out / "posterior"
-    sampler = {k: v for k, v in settings.items() if k != "method"}
-    post = reusable_posterior(folder, design, settings["method"], sampler)
+    post = reusable_fit(folder, design, options)
     if post is not None:
-        _step(2, f"fit: reusing {folder} (same question, data and settings)")
+        _step(2, f"fit: reusing {folder} (same question, data and options)")
     else:
-        _step(
-            2,
-            f"fit: NUTS, {settings['chains']} chains x {settings['draws']} draws "
-            f"({settings['warmup']} warm-up) on {design.n_conditions} conditions",
-        )
-        with console.status("sampling"):
-            post = fit(
-                design,
-                method=settings["method"],
-                chains=settings["chains"],
-                draws=settings["draws"],
-                warmup=settings["warmup"],
-                seed=settings["seed"],
-                target_accept=settings["target_accept"],
-                mass=settings["mass"],
-                progress=sys.stderr.isatty(),
-            )
+        _step(2, f"fit: NUTS on {design.n_conditions} conditions (sampler settings chosen from the table)")
+        with console.status("sampling") as status:
+
+            def progress(msg: str) -> None:
+                console.print(f"  {escape(msg)}", highlight=False, soft_wrap=True)
+                status.update(f"sampling: {escape(msg)}")
+
+            post = fit_design_with(design, options, progress=progress)
         if folder.is_dir():
             remove_posterior(folder)  # the demo's own stale fit and its shared-curve caches
         post.save(folder)
-        console.print(f"  sampled in {post.wall_time_s:.1f} s")
+        console.print(f"  {escape(post.diagnostics.get('attempts', ''))}", highlight=False, soft_wrap=True)
     timings["fit_s"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
@@ -311,7 +282,7 @@ def run_demo(
         "data": data_label,
         **evidence_payload(post, compares, rope, shared_info),
         "loo": "skipped (--quick)" if quick else "leave-one-run-out vs one shared curve per factor",
-        "settings": settings,
+        "settings": {k: v for k, v in post.settings.items() if k != "requested"},
         "timings_s": timings,
         "diagnostics_ok": ok,
         "problems": problems,

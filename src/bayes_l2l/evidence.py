@@ -288,7 +288,9 @@ def compare_factor(
         if not post.diagnostics.get("ok", True) and decision != NO_SUPPORT:
             res.decision_if_converged, res.decision = decision, IN_DOUBT
             problems = "; ".join(post.diagnostics.get("problems") or [])
-            res.note = (res.note + "; " if res.note else "") + f"the sampler failed its diagnostics ({problems})"
+            res.note = (
+                res.note + "; " if res.note else ""
+            ) + f"the sampler failed its diagnostics ({problems})"
         results.append(res)
     return results
 

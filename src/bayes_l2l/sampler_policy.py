@@ -286,7 +286,7 @@ def next_attempt(
     if failure in ("mixing", "saturation", "divergences"):
         if user.warmup is None and user.draws is None:
             longer = replace(prev, warmup=max(prev.warmup, WARMUP) * LONGER, draws=prev.draws * LONGER)
-            if not any(a.draws > prev.draws for a, _ in history[:-1]):  # lengthen once
+            if prev.draws <= history[0][0].draws:  # lengthen once
                 candidates.append((longer, f"{LONGER}x the warm-up and draws"))
         candidates.append((_other_parametrisation(prev, user), "other parametrisation"))
     for cand, why in candidates:
