@@ -41,9 +41,10 @@ from scipy.stats import bootstrap
 from bayes_l2l.baseline import baseline_points, fit_group
 from bayes_l2l.design import Question, build_design
 from bayes_l2l.evidence import predict
-from bayes_l2l.infer import fit
 from bayes_l2l.io import import_table
 from bayes_l2l.model import ModelConfig, add_model_arguments
+from bayes_l2l.robust_fit import fit_robust
+from bayes_l2l.sampler_policy import Attempt, UserSettings
 from bayes_l2l.table import LossTable
 
 REPO = Path(__file__).resolve().parents[1]
@@ -131,13 +132,12 @@ def evaluate(
     sampler: dict[str, Any],
     log: Any,
     min_fraction: float = 0.0,
-    retry_target_accept: float | None = None,
 ) -> dict[str, Any]:
     """Leave-late-out of one (table, question): per run, MAE of every method and the 90% coverage.
     ``min_fraction`` > 0 leaves fitted checkpoints before that fraction of their run's training (tokens,
     else step) out of every method's fit; the held-out checkpoints do not change. A fit that fails the
-    diagnostics gate is redone once at ``retry_target_accept`` (what `bayes-l2l fit` advises), and the
-    second fit is the one scored; both attempts are recorded."""
+    fit is the library's robust fit (``sampler``: "user" settings, "config", "retry"); every attempt is
+    recorded and the kept one scored."""
     pts = baseline_points(table, question.x, question.y, unit=question.unit, allow_mixed=question.allow_mixed)
     if question.where:
         runs = table.checkpoints()
@@ -153,20 +153,25 @@ def evaluate(
         dropped_early = int(early.sum())
         pts = pts[~early]
     design = build_design(restrict(table, pts[pts["fit"]]), question)
-    attempts = []
-    for target_accept in [sampler["target_accept"], *([retry_target_accept] if retry_target_accept else [])]:
-        t0 = time.perf_counter()
-        post = fit(design, seed=0, **{**sampler, "target_accept": target_accept})
-        fit_s = time.perf_counter() - t0
-        dg = post.diagnostics
-        attempts.append({"target_accept": target_accept, "fit_s": fit_s, **_diagnostics(dg)})
-        log(
-            f"{name}: {len(design.points)} fitted checkpoints of {design.n_runs} runs, target accept "
-            f"{target_accept:g}, {fit_s:.0f} s; "
-            + ("diagnostics ok" if dg["ok"] else "; ".join(dg["problems"]))
-        )
-        if dg["ok"]:
-            break
+    post = fit_robust(
+        design, sampler["config"], user=sampler["user"], seed=0, retry=sampler.get("retry", True)
+    )
+    dg = post.diagnostics
+    fit_s = post.wall_time_s
+    attempts = [
+        {
+            "settings": Attempt(**{k: a[k] for k in Attempt.__dataclass_fields__ if k in a}).label(),
+            "target_accept": a["target_accept"],
+            "fit_s": a["wall_s"],
+            **_diagnostics(a["diagnostics"]),
+        }
+        for a in post.settings["attempts"]
+    ]
+    log(
+        f"{name}: {len(design.points)} fitted checkpoints of {design.n_runs} runs, {fit_s:.0f} s; "
+        + (dg.get("attempts") or "")
+        + ("" if dg["ok"] else "; " + "; ".join(dg["problems"]))
+    )
     rows = []
     for run, g in pts.groupby("run", sort=True):
         train, test = g[g["fit"]], g[~g["fit"]]
@@ -263,11 +268,11 @@ def markdown(results: list[dict[str, Any]], header: str) -> str:
                 else ""
             )
             + "".join(
-                f"; first fit at target accept {a['target_accept']:g} failed ({'; '.join(a['problems'])}), refitted"
-                for a in res.get("attempts", [])[:-1]
+                f"; attempt {i + 1} ({a['settings']}) failed ({'; '.join(a['problems'])})"
+                for i, a in enumerate(res.get("attempts", []))
+                if not a["ok"]
             )
-            + f"; bayes-l2l fit {res['fit_s']:.0f} s"
-            + (f" (target accept {res['attempts'][-1]['target_accept']:g})" if res.get("attempts") else "")
+            + f"; bayes-l2l fit {res['fit_s']:.0f} s in all"
             + ", max R-hat "
             f"{f(dg['max_rhat'])}, min bulk ESS {dg['min_ess_bulk']:.0f}, {dg['divergences']} divergences"
             + ("" if dg["ok"] else " — **diagnostics failed: " + "; ".join(dg["problems"]) + "**")
@@ -320,18 +325,13 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--shared", type=Path, default=REPO.parent / "shared")
     ap.add_argument("--out", type=Path, default=REPO / "out" / "benchmarks" / "accuracy")
-    ap.add_argument("--chains", type=int, default=4)
-    ap.add_argument("--draws", type=int, default=1000)
-    ap.add_argument("--warmup", type=int, default=1000)
+    ap.add_argument("--chains", type=int, default=None, help="default: the library's robust fit chooses")
+    ap.add_argument("--draws", type=int, default=None)
+    ap.add_argument("--warmup", type=int, default=None)
     ap.add_argument(
-        "--target-accept", type=float, default=0.95, help="NUTS target acceptance (library default)"
+        "--target-accept", type=float, default=None, help="NUTS target acceptance (default: policy)"
     )
-    ap.add_argument(
-        "--retry-target-accept",
-        type=float,
-        default=0.99,
-        help="refit a fit that fails the diagnostics gate once at this target acceptance (0: no retry)",
-    )
+    ap.add_argument("--no-retry", action="store_true", help="one attempt only (no retries on failure)")
     ap.add_argument("--skip-gemstones", action="store_true")
     ap.add_argument(
         "--min-fraction",
@@ -341,15 +341,18 @@ def main(argv: list[str] | None = None) -> int:
     )
     add_model_arguments(ap)
     args = ap.parse_args(argv)
-    config = ModelConfig(shape=args.shape, run_offsets=args.run_offsets)
     sampler = {
-        "chains": args.chains,
-        "draws": args.draws,
-        "warmup": args.warmup,
-        "target_accept": args.target_accept,
-        "config": config,
+        "user": UserSettings(
+            chains=args.chains,
+            draws=args.draws,
+            warmup=args.warmup,
+            target_accept=args.target_accept,
+            shape=None if args.shape == "auto" else args.shape,
+            run_offsets=None if args.run_offsets == "auto" else args.run_offsets,
+        ),
+        "config": ModelConfig(shape="logkappa" if args.shape == "auto" else args.shape),
+        "retry": not args.no_retry,
     }
-    retry = args.retry_target_accept or None
     started = time.perf_counter()
 
     def log(msg: str) -> None:
@@ -376,7 +379,6 @@ def main(argv: list[str] | None = None) -> int:
                     sampler,
                     log,
                     args.min_fraction,
-                    retry,
                 )
             )
     else:
@@ -390,7 +392,7 @@ def main(argv: list[str] | None = None) -> int:
     elif all(p.exists() for p in gem):
         table = import_table("gemstones", gem)
         q = Question(x="val/fineweb_edu", y=GEMSTONES_Y, factors=[])
-        results.append(evaluate("Gemstones, 22 models", table, q, sampler, log, args.min_fraction, retry))
+        results.append(evaluate("Gemstones, 22 models", table, q, sampler, log, args.min_fraction))
     else:
         log(f"skipped Gemstones: {', '.join(str(p) for p in gem if not p.exists())} absent")
     args.out.mkdir(parents=True, exist_ok=True)

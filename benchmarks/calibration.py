@@ -44,8 +44,10 @@ from bayes_l2l.evidence import (
     param_delta_draws,
     rope_thresholds,
 )
-from bayes_l2l.infer import DEFAULT_MASS, LEGACY_MASS, MASS_CHOICES, fit
+from bayes_l2l.infer import MASS_CHOICES
 from bayes_l2l.model import ModelConfig, add_model_arguments
+from bayes_l2l.robust_fit import fit_robust
+from bayes_l2l.sampler_policy import UserSettings
 from bayes_l2l.simulate import RANK_DRAWS, SimulationSpec, rank_among_draws, simulate_table
 
 REPO = Path(__file__).resolve().parents[1]
@@ -82,13 +84,14 @@ def one_seed(spec: SimulationSpec, seed: int, sampler: dict[str, Any], rope: flo
     """Simulate, fit, compare every factor; the record of one seed."""
     table, truth = simulate_table(spec, seed)
     design = build_design(table, Question(x=spec.x_metric, y=spec.y_metric, factors=list(spec.factors)))
-    post = fit(design, seed=seed, **sampler)
+    post = fit_robust(design, sampler["config"], user=sampler["user"], seed=seed, retry=sampler["retry"])
     dg = post.diagnostics
     rec: dict[str, Any] = {
         "seed": seed,
         "points": len(design.points),
         "wall_s": post.wall_time_s,
         "diagnostics": {k: dg.get(k) for k in ("max_rhat", "min_ess_bulk", "divergences", "ok", "problems")},
+        "attempts": dg.get("attempts"),
         "contrasts": {},
     }
     params = post.condition_params()
@@ -103,7 +106,8 @@ def one_seed(spec: SimulationSpec, seed: int, sampler: dict[str, Any], rope: flo
         true_params = {name: float(planted.get(eff, 0.0)) for name, eff in PARAMS.items()}
         rec["contrasts"][factor] = {
             "level": c.level,
-            "decision": c.decision,
+            "decision": c.decision_if_converged or c.decision,
+            "shown_decision": c.decision,
             "p_shift": c.p_shift,
             "p_equivalent": c.p_equivalent,
             "true_mean_gap": t["mean_gap"],
@@ -138,7 +142,11 @@ def binom_ci(k: int, n: int) -> list[float]:
 def summarise(records: list[dict[str, Any]], spec: SimulationSpec) -> dict[str, Any]:
     """Coverage, decision rates (with 95% binomial intervals), diagnostics and timing over seeds."""
     n = len(records)
-    out: dict[str, Any] = {"seeds": n, "factors": {}}
+    out: dict[str, Any] = {
+        "seeds": n,
+        "factors": {},
+        "fits_passing": sum(bool(r["diagnostics"]["ok"]) for r in records),
+    }
     gap_hits, param_hits = [], []
     for factor in spec.factors:
         cs = [r["contrasts"][factor] for r in records]
@@ -252,8 +260,24 @@ def markdown(summary: dict[str, Any], args: argparse.Namespace, spec: Simulation
     lines = [
         f"# Calibration on simulated truth (planted data gap {args.gap:g} nats)",
         "",
-        f"{summary['seeds']} seeds; NUTS {args.chains} x {args.draws} (+{args.warmup} warm-up), target accept "
-        f"{args.target_accept:g}; ROPE "
+        f"{summary['seeds']} seeds; NUTS through the library's robust fit"
+        + (" (one attempt per seed)" if args.no_retry else " (settings chosen per table, retried on failure)")
+        + "; given explicitly: "
+        + (
+            ", ".join(
+                f"{k} {v}"
+                for k, v in (
+                    ("chains", args.chains),
+                    ("draws", args.draws),
+                    ("warm-up", args.warmup),
+                    ("target accept", args.target_accept),
+                    ("mass", args.mass),
+                )
+                if v is not None
+            )
+            or "nothing (the defaults)"
+        )
+        + f"; {summary.get('fits_passing', '?')} of {summary['seeds']} kept fits pass the diagnostics gate; ROPE "
         f"{args.rope:g} nats; {spec.runs_per_condition} runs per condition and size x 2 sizes, "
         f"{spec.checkpoints_per_run} checkpoints per run. Machine: {platform.node()}, "
         f"{platform.processor() or platform.machine()}. Command: `{' '.join(sys.argv)}`.",
@@ -314,19 +338,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--gap", type=float, default=0.1, help="planted E_y shift of the data factor (nats)")
     ap.add_argument("--runs", type=int, default=2, help="runs per condition and size")
     ap.add_argument("--checkpoints", type=int, default=15, help="checkpoints per run")
-    ap.add_argument("--chains", type=int, default=4)
-    ap.add_argument("--draws", type=int, default=1000)
-    ap.add_argument("--warmup", type=int, default=1000)
+    ap.add_argument("--chains", type=int, default=None, help="default: the library's robust fit chooses")
+    ap.add_argument("--draws", type=int, default=None)
+    ap.add_argument("--warmup", type=int, default=None)
     ap.add_argument("--rope", type=float, default=DEFAULT_ROPE)
     ap.add_argument(
-        "--target-accept", type=float, default=0.95, help="NUTS target acceptance (library default)"
+        "--target-accept", type=float, default=None, help="NUTS target acceptance (default: policy)"
     )
-    ap.add_argument(
-        "--mass",
-        choices=MASS_CHOICES,
-        default=DEFAULT_MASS,
-        help="NUTS mass matrix (fit --mass; library default)",
-    )
+    ap.add_argument("--mass", choices=MASS_CHOICES, default=None, help="NUTS mass matrix (default: policy)")
+    ap.add_argument("--no-retry", action="store_true", help="one sampler attempt per seed")
     add_model_arguments(ap)
     ap.add_argument("--out", type=Path, default=None, help="default out/benchmarks/calibration_gap<G>")
     args = ap.parse_args(argv)
@@ -334,6 +354,7 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     spec = scenario(args.gap, args.runs, args.checkpoints)
     settings = {
+        "fit": "robust_fit (sampler settings chosen from the table, retried; None = the policy's choice)",
         "target_accept": args.target_accept,
         "run_offsets": args.run_offsets,
         "shape": args.shape,
@@ -343,25 +364,26 @@ def main(argv: list[str] | None = None) -> int:
         "draws": args.draws,
         "warmup": args.warmup,
         "rope": args.rope,
+        "retry": not args.no_retry,
     }
     settings_path = out / "settings.json"
     earlier = json.loads(settings_path.read_text()) if settings_path.exists() else None
-    if earlier is not None:
-        earlier.setdefault("target_accept", 0.95)  # folders written before the options existed
-        earlier.setdefault("run_offsets", "noncentred")
-        earlier.setdefault("mass", LEGACY_MASS)
-        earlier.setdefault("shape", "logkappa")
     if earlier is not None and earlier != json.loads(json.dumps(settings)):
         print(f"error: {out} holds seeds run with other settings; choose another --out", file=sys.stderr)
         return 2
     settings_path.write_text(json.dumps(settings, indent=1))
     sampler = {
-        "chains": args.chains,
-        "draws": args.draws,
-        "warmup": args.warmup,
-        "target_accept": args.target_accept,
-        "config": ModelConfig(run_offsets=args.run_offsets, shape=args.shape),
-        "mass": args.mass,
+        "user": UserSettings(
+            chains=args.chains,
+            draws=args.draws,
+            warmup=args.warmup,
+            target_accept=args.target_accept,
+            mass=args.mass,
+            shape=None if args.shape == "auto" else args.shape,
+            run_offsets=None if args.run_offsets == "auto" else args.run_offsets,
+        ),
+        "config": ModelConfig(shape="logkappa" if args.shape == "auto" else args.shape),
+        "retry": not args.no_retry,
     }
     records = []
     t0 = time.perf_counter()

@@ -42,8 +42,9 @@ from scipy.stats import binom, chisquare
 
 from bayes_l2l.design import Design, Question, build_design
 from bayes_l2l.evidence import gap_draws, gap_from_params, gap_summary_draws, param_delta_draws
-from bayes_l2l.infer import fit
 from bayes_l2l.model import ModelConfig, ModelData, l2l_model
+from bayes_l2l.robust_fit import fit_robust
+from bayes_l2l.sampler_policy import UserSettings
 from bayes_l2l.simulate import RANK_DRAWS, SimulationSpec, rank_among_draws, simulate_table
 
 REPO = Path(__file__).resolve().parents[1]
@@ -106,10 +107,11 @@ def one_sim(
     if not np.isfinite(y).all():
         return {**rec, "failed": "the prior draw of y is not finite"}
     design_i = dataclasses.replace(design, points=design.points.assign(y=y))
-    post = fit(design_i, config, seed=i, **sampler)
+    post = fit_robust(design_i, config, user=sampler["user"], seed=i, retry=sampler.get("retry", True))
     dg = post.diagnostics
     rec["wall_s"] = post.wall_time_s
     rec["diagnostics"] = {k: dg.get(k) for k in ("max_rhat", "min_ess_bulk", "divergences", "ok", "problems")}
+    rec["attempts"] = dg.get("attempts")
     params = post.condition_params()
     truth = true_condition_params(draws, i)
     base = 0
@@ -232,15 +234,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sims", type=int, default=100, help="prior draws to fit")
     ap.add_argument("--runs", type=int, default=2, help="runs per condition")
     ap.add_argument("--checkpoints", type=int, default=12, help="checkpoints per run")
-    ap.add_argument("--chains", type=int, default=4)
-    ap.add_argument("--draws", type=int, default=500)
-    ap.add_argument("--warmup", type=int, default=500)
-    ap.add_argument("--target-accept", type=float, default=0.95)
+    ap.add_argument("--chains", type=int, default=None, help="default: the library's robust fit chooses")
+    ap.add_argument("--draws", type=int, default=None)
+    ap.add_argument("--warmup", type=int, default=None)
+    ap.add_argument("--target-accept", type=float, default=None)
     ap.add_argument("--seed", type=int, default=0, help="seed of the prior draws")
     ap.add_argument("--out", type=Path, default=REPO / "out" / "benchmarks" / "sbc")
     args = ap.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
-    settings = {k: v for k, v in vars(args).items() if k not in ("sims", "out")}
+    settings = {"fit": "robust_fit", **{k: v for k, v in vars(args).items() if k not in ("sims", "out")}}
     settings_path = args.out / "settings.json"
     if settings_path.exists() and json.loads(settings_path.read_text()) != settings:
         print(f"error: {args.out} holds draws run with other settings; choose another --out", file=sys.stderr)
@@ -253,10 +255,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     draws = prior_draws(design, config, PRIOR_POOL, args.seed)
     sampler = {
-        "chains": args.chains,
-        "draws": args.draws,
-        "warmup": args.warmup,
-        "target_accept": args.target_accept,
+        "user": UserSettings(
+            chains=args.chains, draws=args.draws, warmup=args.warmup, target_accept=args.target_accept
+        )
     }
     records = []
     t0 = time.perf_counter()

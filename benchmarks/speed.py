@@ -41,6 +41,8 @@ from bayes_l2l import infer
 from bayes_l2l.compile_cache import use_cache_dir
 from bayes_l2l.design import Design, Question, build_design
 from bayes_l2l.model import ModelConfig, ModelData, add_model_arguments, curvature_kappa
+from bayes_l2l.robust_fit import fit_robust
+from bayes_l2l.sampler_policy import UserSettings
 from bayes_l2l.simulate import SimulationSpec, simulate_table
 
 REPO = Path(__file__).resolve().parents[1]
@@ -115,21 +117,27 @@ def _model_label(config: ModelConfig | None) -> str:
 def run_numpyro(
     design: Design,
     seed: int = 0,
-    mass: str = infer.DEFAULT_MASS,
-    target_accept: float = 0.95,
+    user: UserSettings | None = None,
     config: ModelConfig | None = None,
-    warmup: int = 1000,
+    retry: bool = True,
 ) -> dict[str, Any]:
-    """infer.fit with the library defaults, the mass matrix of ``fit --mass``, its ``--target-accept`` and
-    ``--warmup`` (4 chains x 1,000 draws)."""
+    """The library's robust fit (:func:`bayes_l2l.robust_fit.fit_robust`: sampler settings chosen from the
+    table, retried from what failed) with the settings the command line named in ``user``."""
     t0 = time.perf_counter()
-    post = infer.fit(design, config, seed=seed, mass=mass, target_accept=target_accept, warmup=warmup)
+    post = fit_robust(design, config, user=user, seed=seed, retry=retry)
     wall = time.perf_counter() - t0
     ess = min_bulk_ess(post.dt)
     dg = post.diagnostics
+    s = post.settings
     return {
-        "sampler": f"bayes-l2l (NumPyro NUTS, --mass {mass}, target accept {target_accept:g}, {warmup} warm-up, "
-        f"{_model_label(config)})",
+        "sampler": f"bayes-l2l (NumPyro NUTS, robust fit: {dg.get('attempts')}; {_model_label(post.config)})",
+        "attempts": [
+            {
+                k: a.get(k)
+                for k in ("shape", "run_offsets", "mass", "target_accept", "warmup", "draws", "wall_s")
+            }
+            for a in s.get("attempts", [])
+        ],
         "wall_s": wall,
         "sampling_s": post.wall_time_s,
         "min_ess_bulk": ess,
@@ -305,34 +313,36 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--mass",
         choices=infer.MASS_CHOICES,
-        default=infer.DEFAULT_MASS,
-        help="NUTS mass matrix (fit --mass; library default)",
+        default=None,
+        help="NUTS mass matrix (fit --mass; default: the policy)",
     )
     ap.add_argument(
         "--target-accept",
         type=float,
-        default=0.95,
-        help="NUTS target acceptance (fit --target-accept; default)",
+        default=None,
+        help="NUTS target acceptance (fit --target-accept; default: the library's policy)",
     )
     add_model_arguments(ap)
     ap.add_argument(
         "--warmup",
         type=int,
-        default=1000,
-        help="warm-up (tuning) steps per chain, for both samplers (fit --warmup)",
+        default=None,
+        help="warm-up (tuning) steps per chain, for both samplers (fit --warmup; default: the policy's, nutpie "
+        "gets the same)",
     )
+    ap.add_argument("--no-retry", action="store_true", help="one sampler attempt per fit")
     ap.add_argument(
         "--warm-rerun", action="store_true", help="also time a second NUTS fit with its programs in the cache"
     )
     args = ap.parse_args(argv)
-    if args.run_offsets not in PYMC_RUN_OFFSETS and not args.skip_nutpie:
+    if args.run_offsets not in (*PYMC_RUN_OFFSETS, "auto") and not args.skip_nutpie:
         print(
             f"error: the PyMC twin has {' and '.join(PYMC_RUN_OFFSETS)} run offsets only; "
             f"use --skip-nutpie with --run-offsets {args.run_offsets}",
             file=sys.stderr,
         )
         return 2
-    config = ModelConfig(shape=args.shape, run_offsets=args.run_offsets)
+    config = ModelConfig(shape="logkappa" if args.shape == "auto" else args.shape)
     args.out.mkdir(parents=True, exist_ok=True)
     cache_root = Path(tempfile.mkdtemp(prefix="bayes-l2l-speed-cache-"))
     users_cache = use_cache_dir(cache_root / "nuts")  # empty: the fits below compile from scratch
@@ -362,21 +372,31 @@ def _measure(args: argparse.Namespace, config: ModelConfig, cache_root: Path) ->
     log(f"design: {len(design.points)} checkpoints, {design.n_runs} runs, {design.n_conditions} conditions")
     results["points"] = len(design.points)
     # every NUTS fit of the run: the same sampler settings and model
-    fit_nuts = functools.partial(
-        run_numpyro, mass=args.mass, target_accept=args.target_accept, config=config, warmup=args.warmup
+    user = UserSettings(
+        mass=args.mass,
+        target_accept=args.target_accept,
+        warmup=args.warmup,
+        shape=None if args.shape == "auto" else args.shape,
+        run_offsets=None if args.run_offsets == "auto" else args.run_offsets,
     )
+    fit_nuts = functools.partial(run_numpyro, user=user, config=config, retry=not args.no_retry)
     nuts = fit_nuts(design)
     post = nuts.pop("post")
+    kept = post.config  # the twin and the approximate path get the model the kept attempt sampled
+    tune = int(post.settings["warmup"])
     results["numpyro"] = nuts
     log(
         f"bayes-l2l: {nuts['wall_s']:.1f} s, min ESS {nuts['min_ess_bulk']:.0f}, R-hat {nuts['max_rhat']:.3f}, "
         f"{nuts['divergences']} divergences"
     )
-    if not args.skip_nutpie:
+    if not args.skip_nutpie and kept.run_offsets not in PYMC_RUN_OFFSETS:
+        log(f"nutpie skipped: the PyMC twin has no {kept.run_offsets} run offsets")
+    elif not args.skip_nutpie:
+        config = kept
         model = pymc_model(design, config)
         results["density_check_abs_diff"] = check_same_density(design, model, config)
         log(f"log-density difference NumPyro vs PyMC at one point: {results['density_check_abs_diff']:.2e}")
-        nut = run_nutpie(design, config, tune=args.warmup)
+        nut = run_nutpie(design, config, tune=tune)
         results["nutpie"] = nut
         results["ess_per_s_ratio"] = nuts["ess_per_s"] / nut["ess_per_s"]
         log(
@@ -392,7 +412,7 @@ def _measure(args: argparse.Namespace, config: ModelConfig, cache_root: Path) ->
         use_cache_dir(cache_root / "approx")  # empty again: the first approx fit compiles everything
         for label in ("approx", "approx_warm_cache"):
             t0 = time.perf_counter()
-            approx = infer.fit(design, config, method="approx", seed=0)
+            approx = infer.fit(design, kept, method="approx", seed=0)
             wall = time.perf_counter() - t0
             results[label] = {"wall_s": wall, **effect_distance(post, approx)}
             log(f"{label}: {wall:.1f} s; {results[label]}")

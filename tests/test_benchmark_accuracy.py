@@ -29,24 +29,27 @@ def test_split_fits_the_highest_x_70_percent_of_each_run() -> None:
         assert g.loc[g["fit"], "x"].min() > g.loc[~g["fit"], "x"].max()  # held out = the lowest x (latest)
 
 
-def test_a_fit_failing_the_gate_is_refitted_once_and_both_attempts_are_recorded() -> None:
+def test_the_fit_is_the_library_robust_fit_with_every_attempt_recorded() -> None:
     from bayes_l2l.design import Question
+    from bayes_l2l.model import ModelConfig
+    from bayes_l2l.sampler_policy import UserSettings
     from bayes_l2l.simulate import SimulationSpec, simulate_table
 
     spec = SimulationSpec(factors={}, effects={}, runs_per_condition=3, checkpoints_per_run=10, sizes=[160e6])
     table, _ = simulate_table(spec, 0)
     q = Question(x=spec.x_metric, y=spec.y_metric, factors=[])
-    # one chain: R-hat cannot be checked, so the gate fails every time and the retry happens
-    sampler = {"chains": 1, "draws": 60, "warmup": 60, "target_accept": 0.9}
-    res = accuracy.evaluate("tiny", table, q, sampler, lambda msg: None, retry_target_accept=0.99)
-    assert [a["target_accept"] for a in res["attempts"]] == [0.9, 0.99]
-    assert not res["attempts"][0]["ok"] and res["diagnostics"] == {
-        k: v for k, v in res["attempts"][-1].items() if k in res["diagnostics"]
-    }
+    # one chain: R-hat cannot be checked, so the gate fails every time and the policy retries (the user's
+    # chains, draws, warm-up and acceptance stay; the mass matrix is what is left to change)
+    user = UserSettings(chains=1, draws=60, warmup=60, target_accept=0.9)
+    sampler = {"user": user, "config": ModelConfig()}
+    res = accuracy.evaluate("tiny", table, q, sampler, lambda msg: None)
+    assert len(res["attempts"]) >= 2 and not any(a["ok"] for a in res["attempts"])
+    assert all(a["target_accept"] == 0.9 for a in res["attempts"])
+    assert "mass dense" in res["attempts"][1]["settings"]
     assert len(res["runs"]) == 3 and all(r["bayes_mae"] >= 0 for r in res["runs"])
     md = accuracy.markdown([res], "# tiny")
-    assert "first fit at target accept 0.9 failed" in md and "(target accept 0.99)" in md
-    no_retry = accuracy.evaluate("tiny", table, q, sampler, lambda msg: None)
+    assert "attempt 1 (" in md and "failed (R-hat needs at least 2 chains" in md
+    no_retry = accuracy.evaluate("tiny", table, q, {**sampler, "retry": False}, lambda msg: None)
     assert len(no_retry["attempts"]) == 1
 
 

@@ -27,7 +27,19 @@ def test_rank_among_draws_counts_draws_below_the_truth(calibration) -> None:
 
 
 def test_one_seed_smoke_run_and_resume(calibration, tmp_path: Path, capsys) -> None:
-    args = ["--seeds", "1", "--gap", "0.05", "--chains", "1", "--draws", "100", "--warmup", "100"]
+    args = [
+        "--seeds",
+        "1",
+        "--gap",
+        "0.05",
+        "--no-retry",
+        "--chains",
+        "1",
+        "--draws",
+        "100",
+        "--warmup",
+        "100",
+    ]
     assert calibration.main([*args, "--out", str(tmp_path)]) == 0
     summary = json.loads((tmp_path / "summary.json").read_text())
     data = summary["factors"]["pretraining_data"]

@@ -34,7 +34,10 @@ def test_one_prior_draw_is_fitted_and_ranked() -> None:
     draws = sbc.prior_draws(design, config, 3, seed=0)
     assert draws["y"].shape == (3, len(design.points)) and np.isfinite(draws["y"]).all()
     assert draws["K"].shape == (3, design.n_conditions)
-    rec = sbc.one_sim(design, config, draws, 0, {"chains": 2, "draws": 60, "warmup": 60})
+    from bayes_l2l.sampler_policy import UserSettings
+
+    sampler = {"user": UserSettings(chains=2, draws=60, warmup=60), "retry": False}
+    rec = sbc.one_sim(design, config, draws, 0, sampler)
     q = rec["quantities"]
     assert len(q) == 5 * (design.n_conditions - 1) + 2
     for v in q.values():

@@ -18,7 +18,7 @@ spec.loader.exec_module(speed)
 
 def test_speed_benchmark_smoke(tmp_path: Path) -> None:
     before = jax.config.jax_compilation_cache_dir
-    argv = ["--checkpoints", "8", "--skip-nutpie", "--skip-growth", "--out", str(tmp_path)]
+    argv = ["--checkpoints", "8", "--skip-nutpie", "--skip-growth", "--no-retry", "--out", str(tmp_path)]
     assert speed.main([*argv, "--shape", "curvature", "--run-offsets", "centred"]) == 0
     results = json.loads((tmp_path / "results.json").read_text())
     assert results["points"] == 480

@@ -15,6 +15,7 @@ import pytest
 from test_plots import synthetic_posterior
 
 from bayes_l2l.cli import main
+from bayes_l2l.cli.evidence_cmds import shared_fit
 from bayes_l2l.infer import load
 from bayes_l2l.simulate import SimulationSpec, simulate_table
 
@@ -149,17 +150,23 @@ def test_compare_posterior_with_loo_caches_the_shared_fit(demo, capsys) -> None:
     assert DIAG_KEYS <= set(ev["diagnostics"])
     (c4,) = ev["contrasts"]
     assert CONTRAST_KEYS <= set(c4)
-    assert c4["decision"] == "shift" and c4["elpd_diff"] is not None and c4["elpd_se"] is not None
+    # a fit failing its diagnostics shows its numbers but decides nothing (the smoke run's short chains)
+    assert c4["decision"] == ("shift" if ev["diagnostics"]["ok"] else "in doubt (sampler)")
+    assert (c4["decision_if_converged"] or c4["decision"]) == "shift"
     assert len(c4["support"]) == 2 and len(c4["gap_hdi90"]) == 2
-    assert ev["factors"][0]["shared_fit"]["cached"] is False
-    shared = load(post_dir / "shared_pretraining_data")
-    assert shared.design.question.factors == ["architecture", "size"]
+    # 4 runs, Pareto k up to 1.1 in the separate-curves fit: no elpd, and no shared fit run for it
+    assert (
+        c4["elpd_diff"] is None and c4["elpd_note"].startswith("not available") and "up to" in c4["elpd_note"]
+    )
+    assert ev["factors"][0]["shared_fit"]["not_fitted"] == c4["elpd_note"]
+    assert not (post_dir / "shared_pretraining_data").exists()
+    # the shared fit and its cache on their own: fitted once, then read back
+    shared, cached = shared_fit(load(post_dir), "pretraining_data", post_dir)
+    assert not cached and shared.design.question.factors == ["architecture", "size"]
     assert sorted(shared.design.runs) == sorted(load(post_dir).design.runs)  # LOO aligns runs by name
-    # second run: the shared fit comes from the cache, same numbers
-    code2, stdout2, _ = run(capsys, "compare", post_dir, "--factor", "pretraining_data", "--json")
-    ev2 = json.loads(stdout2)
-    assert code2 == code and ev2["factors"][0]["shared_fit"]["cached"] is True
-    assert ev2["contrasts"][0]["elpd_diff"] == c4["elpd_diff"]
+    assert shared.settings["draws"] <= 500  # it serves the elpd only
+    again, cached = shared_fit(load(post_dir), "pretraining_data", post_dir)
+    assert cached and again.settings == shared.settings
 
 
 def test_compare_several_factors_ranks_them(synthetic_dir, capsys) -> None:
@@ -187,7 +194,7 @@ def test_compare_table_reuses_a_matching_posterior_and_refuses_another(demo, cap
     _, out = demo
     table = out / "simulated_table.parquet"
     common = ["--x", "val/simulated", "--y", "test/simulated", "--chains", "2", "--draws", "150"]
-    common += ["--warmup", "150", "-o", out / "posterior", "--no-loo"]
+    common += ["--warmup", "150", "--no-retry", "-o", out / "posterior", "--no-loo"]
     factors = ["--factor", "pretraining_data", "--factor", "architecture", "--factor", "size"]
     code, stdout, err = run(capsys, "compare", table, *factors, *common, "--min-fraction", "0.005", "--json")
     assert "reusing the posterior" in err and code in (0, 3)
@@ -207,12 +214,15 @@ def test_compare_table_fits_first(tmp_path, capsys) -> None:
     table, _ = simulate_table(spec, seed=5)
     path = table.save(tmp_path / "t.parquet")
     args = ["compare", path, "--x", "val/c4", "--y", "test/hellaswag", "--factor", "pretraining_data"]
-    settings = ["--chains", "2", "--draws", "150", "--warmup", "150"]
+    settings = ["--chains", "2", "--draws", "150", "--warmup", "150", "--no-retry"]
     code, stdout, err = run(capsys, *args, *settings, "--no-loo", "-o", tmp_path / "post", "--json")
     ev = json.loads(stdout)
     assert code == (0 if ev["diagnostics"]["ok"] else 3)
     assert ev["method"] == "nuts" and ev["n_points"] == 24 and "posterior written" in err
-    assert ev["contrasts"][0]["decision"] == "shift"
+    assert "attempt 1:" in err  # the attempt's settings and outcome, on stderr
+    c = ev["contrasts"][0]
+    assert c["decision"] == ("shift" if ev["diagnostics"]["ok"] else "in doubt (sampler)")
+    assert (c["decision_if_converged"] or c["decision"]) == "shift"
     assert (tmp_path / "post" / "fit.json").exists()
 
 

@@ -159,6 +159,7 @@ def test_cli_fit_writes_posterior_and_json(small_table, tmp_path, capsys) -> Non
         "150",
         "--warmup",
         "150",
+        "--no-retry",
         "-o",
         str(out),
         "--json",
@@ -188,7 +189,7 @@ def test_cli_fit_diagonal_mass_is_used_and_recorded(small_table, tmp_path, capsy
     table, _ = small_table
     path = table.to_parquet(tmp_path / "t.parquet")
     args = ["fit", str(path), "--x", "val/c4", "--y", "test/hellaswag", "--factor", "pretraining_data"]
-    args += ["--chains", "2", "--draws", "100", "--warmup", "100", "--json"]
+    args += ["--chains", "2", "--draws", "100", "--warmup", "100", "--no-retry", "--json"]
     assert main([*args, "--mass", "full", "-o", str(tmp_path / "bad")]) == 2
     assert "--mass 'full': use laplace, dense, diag" in capsys.readouterr().err
     assert main([*args, "--mass", "diag", "-o", str(tmp_path / "post")]) in (0, 3)
@@ -202,9 +203,9 @@ def test_cli_fit_takes_the_shape_and_run_offset_options(small_table, tmp_path, c
     table, _ = small_table
     path = table.to_parquet(tmp_path / "t.parquet")
     args = ["fit", str(path), "--x", "val/c4", "--y", "test/hellaswag", "--factor", "pretraining_data"]
-    args += ["--chains", "1", "--draws", "30", "--warmup", "30"]
+    args += ["--no-retry", "--chains", "1", "--draws", "30", "--warmup", "30"]
     assert main([*args, "--shape", "cubic", "-o", str(tmp_path / "bad")]) == 2
-    assert "shape 'cubic': use one of logkappa, curvature" in capsys.readouterr().err
+    assert "--shape 'cubic': use auto, logkappa or curvature" in capsys.readouterr().err
     assert main([*args, "--run-offsets", "both", "-o", str(tmp_path / "bad")]) == 2
     assert not (tmp_path / "bad").exists()
     out = tmp_path / "post"

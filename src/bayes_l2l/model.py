@@ -182,19 +182,19 @@ class ModelConfig:
 
 
 def add_model_arguments(parser: Any) -> None:
-    """The ModelConfig options ``--shape`` and ``--run-offsets`` (library defaults) on an argparse parser: the
-    benchmark scripts' flags, named as ``bayes-l2l fit`` names them."""
+    """The options ``--shape`` and ``--run-offsets`` on an argparse parser, named as ``bayes-l2l fit`` names
+    them: the benchmark scripts' flags. Default 'auto': the sampler policy chooses (bayes_l2l.sampler_policy)."""
     parser.add_argument(
         "--shape",
-        choices=SHAPES,
-        default=ModelConfig().shape,
-        help="third linear predictor: log kappa or the curvature q (library default)",
+        choices=("auto", *SHAPES),
+        default="auto",
+        help="third linear predictor: log kappa or the curvature q (default auto: the policy's choice)",
     )
     parser.add_argument(
         "--run-offsets",
-        choices=RUN_OFFSETS,
-        default=ModelConfig().run_offsets,
-        help="parametrisation of the run offsets (library default)",
+        choices=("auto", *RUN_OFFSETS[:-1]),
+        default="auto",
+        help="parametrisation of the run offsets (default auto: per run, the policy's choice)",
     )
 
 

@@ -199,6 +199,7 @@ def _diagnostics_section(post: Posterior, coverage: Mapping[float, float] | None
         rows.append(("observed inside prior-predictive 90%", _f(pc["observed_in_prior_90"], ".0%")))
     body = "".join(f"<tr><th>{_e(k)}</th><td>{v}</td></tr>" for k, v in rows)
     out.append(f"<table><tbody>{body}</tbody></table>")
+    out.append(_attempts_table(post))
     problems = dg.get("problems") or []
     if problems:
         items = "".join(f"<li>{_e(p)}</li>" for p in problems)
@@ -209,6 +210,37 @@ def _diagnostics_section(post: Posterior, coverage: Mapping[float, float] | None
     elif post.method == "nuts":
         out.append('<p class="ok">All sampler diagnostics passed.</p>')
     return "".join(out)
+
+
+def _attempts_table(post: Posterior) -> str:
+    """Every sampler attempt of the fit (settings chosen from the table and from what failed): settings,
+    wall, diagnostics; the kept one marked."""
+    records = post.settings.get("attempts") or []
+    if not records:
+        return ""
+    kept = post.settings.get("kept_attempt")
+    rows = []
+    for i, a in enumerate(records, start=1):
+        d = a["diagnostics"]
+        offsets = a["run_offsets"] + (f" ({a['centred_runs']} runs centred)" if a.get("centred_runs") else "")
+        rows.append(
+            [
+                f"{i}{' (kept)' if i == kept else ''}",
+                _e(f"{a['shape']}, {offsets}, mass {a['mass']}, accept {a['target_accept']:g}"),
+                f"{a['chains']} × ({a['warmup']} + {a['draws']})",
+                _f(a["wall_s"], ".0f"),
+                _f(d.get("max_rhat"), ".3f"),
+                f"{_f(d.get('min_ess_bulk'), '.0f')} / {_f(d.get('min_ess_tail'), '.0f')}",
+                _f(d.get("divergences"), "d"),
+                '<span class="ok">passed</span>'
+                if d.get("ok")
+                else '<span class="bad">failed</span>: ' + _e("; ".join(d.get("problems") or [])),
+                _e(a.get("reason", "")),
+            ]
+        )
+    header = ["#", "settings", "chains × (warm-up + draws)", "wall s", "max R-hat", "bulk / tail ESS"]
+    header += ["div.", "result", "why this attempt"]
+    return f"<p>{_e(post.diagnostics.get('attempts', ''))}</p>" + _table(header, rows, numeric=(3, 4, 6))
 
 
 def _truth_lookup(truth: pd.DataFrame | None) -> dict[tuple[str, str], Any]:

@@ -199,6 +199,7 @@ def compare_factors(
 # ------------------------------------------------------------------------------------------ payloads
 def _diag(dg: dict[str, Any]) -> dict[str, Any]:
     keys = ("method", "max_rhat", "min_ess_bulk", "min_ess_tail", "divergences", "ok", "problems", "note")
+    keys += ("attempts",)
     return {k: dg.get(k) for k in keys if k in dg or k in ("max_rhat", "min_ess_bulk", "divergences", "ok")}
 
 
@@ -233,6 +234,7 @@ def evidence_payload(
         "n_points": len(d.points),
         "n_runs": d.n_runs,
         "diagnostics": _diag(post.diagnostics),
+        "attempts": post.settings.get("attempts", []),
     }
     if len(factors) == 1:
         out.update({k: factors[0][k] for k in ("factor", "base", "contrasts")})
@@ -291,6 +293,9 @@ def print_compare(post: Any, compares: dict[str, list[Any]], rope: float) -> Non
     q = post.design.question
     if is_simulated(post):
         say("[bold magenta]SIMULATED DATA[/] (estimator 'simulated'): not a measurement of real models")
+    if post.diagnostics.get("attempts"):
+        style = "green" if post.diagnostics.get("ok") else "red"
+        say(f"sampler: [{style}]{escape(post.diagnostics['attempts'])}[/]")
     for f, contrasts in compares.items():
         table = compact_table(
             f"{escape(f)}: curve gap level − base {escape(str(post.design.factor_levels[f][0]))} "

@@ -177,10 +177,13 @@ def fit_command(
         print_posterior_summary(post)
         console.print(f"posterior written to {escape(str(output))}")
     if not post.diagnostics["ok"]:
+        hint = ""
+        if post.settings.get("chains", 4) < 2:
+            hint = "; run --chains 2 or more (the default is 4) so that R-hat can be computed"
         raise DiagnosticsError(
             "; ".join(post.diagnostics["problems"])
             + f" — {post.diagnostics.get('attempts') or 'one attempt'} (posterior kept in {output}; every "
-            "attempt's settings and diagnostics are in its fit.json)"
+            f"attempt's settings and diagnostics are in its fit.json){hint}"
         )
     return 0
 
