@@ -57,13 +57,6 @@ class SuiteQuestion:
 
 
 PAPER_X = "val/fineweb_edu"
-MINI_BASE = {
-    "architecture": "llama",
-    "pretraining_data": "c4",
-    "tokenizer": "bpe4k",
-    "size": "s",
-    "learning_rate": "3e-3",
-}
 
 
 def suite() -> list[SuiteQuestion]:
@@ -98,6 +91,8 @@ def suite() -> list[SuiteQuestion]:
         )
     )
     qs.append(SuiteQuestion("gadre_data", "gadre", "val/c4", "val/paloma_redpajama", "pretraining_data"))
+    from mini_study.findings import BASE as MINI_BASE  # the study's base recipe, as its table writes it
+
     for factor in MINI_BASE:
         where = {f: lv for f, lv in MINI_BASE.items() if f != factor}
         qs.append(
@@ -140,9 +135,21 @@ def suite() -> list[SuiteQuestion]:
 
 
 # ----------------------------------------------------------------------------------------- tables
-def _simulated(spec: SimulationSpec, seed: int) -> Callable[[Path], tuple[LossTable, Any]]:
+def _simulated(
+    spec: SimulationSpec, seed: int, last_only: bool = False
+) -> Callable[[Path], tuple[LossTable, Any]]:
+    """A simulated table; ``last_only``: each run's final checkpoint only (final models of a sweep; the
+    simulator itself writes at least two checkpoints per run)."""
+
     def build(shared: Path) -> tuple[LossTable, Any]:  # noqa: ARG001 - simulated: no shared data
-        return simulate_table(spec, seed)
+        table, truth = simulate_table(spec, seed)
+        if last_only:
+            ck = table.checkpoints()
+            last = ck.loc[ck.groupby("run")["step"].idxmax(), ["run", "checkpoint"]]
+            table = LossTable.from_frame(
+                table.df.merge(last, on=["run", "checkpoint"]), source=table.source, warnings=table.warnings
+            )
+        return table, truth
 
     return build
 
@@ -192,11 +199,12 @@ SIM_500X1 = SimulationSpec(
         }
     },
     runs_per_condition=8,
-    checkpoints_per_run=1,
+    checkpoints_per_run=2,
     sizes=[float(s) for s in np.geomspace(2e7, 7e9, 10)],
     early_amp=0.0,
 )
-"""~500 final models (6 corpora x 10 sizes x 8 seeds, one checkpoint each); 'fineweb' has no planted effect."""
+"""~500 final models (6 corpora x 10 sizes x 8 seeds; each run's last checkpoint is kept); 'fineweb' has no
+planted effect."""
 
 SIM_30X100 = SimulationSpec(
     factors={"pretraining_data": ["A", "B", "C"], "optimizer": ["adamw", "lion"]},
@@ -214,7 +222,7 @@ TABLES: dict[str, Callable[[Path], tuple[LossTable, Any]]] = {
     "gadre": _gadre,
     "mini": _mini,
     "speed": lambda shared: simulate_table(_speed_spec(), 0),
-    "sim_500x1": _simulated(SIM_500X1, 0),
+    "sim_500x1": _simulated(SIM_500X1, 0, last_only=True),
     "sim_30x100": _simulated(SIM_30X100, 0),
 }
 SHARED_FILES = {
@@ -305,10 +313,13 @@ def run_question(q: SuiteQuestion, table: Path, truth: Any, out: Path) -> dict[s
                 "gap_mean": c["gap_mean"],
                 "gap_hdi90": c["gap_hdi90"],
                 "decision": c["decision"],
+                "matched_on": c["matched_on"],
                 "elpd": c.get("elpd_diff"),
             }
             if truth is not None:
-                t = truth.true_gap_summary(q.factor, c["level"], c.get("base_condition"))
+                # the base side of the contrast as {factor: level} (the design's labels order factors
+                # as the question does, the simulation's as its spec)
+                t = truth.true_gap_summary(q.factor, c["level"], {**c["matched_on"], q.factor: c["base"]})
                 row["true_mean_gap"] = t["mean_gap"]
                 row["expected"] = expected_decision(truth, q.factor, c["level"], t["mean_gap"])
             contrasts.append(row)

@@ -14,6 +14,7 @@ from bayes_l2l.errors import UserInputError
 from bayes_l2l.evidence import compare_factor
 from bayes_l2l.infer import Posterior, fit, load, paper_mode_config, summary_table
 from bayes_l2l.simulate import SimulationSpec, simulate_table
+from bayes_l2l.table import LossTable
 
 SMALL = SimulationSpec(
     factors={"pretraining_data": ["web", "code"], "architecture": ["llama", "gptneox"]},
@@ -567,3 +568,22 @@ def test_prior_draws_wait_for_the_mode_and_never_hang_a_failed_fit(small_table, 
     post = fit(design, method="approx", seed=0)
     for site in ("base_h", "d_h", "sigma", "K"):
         assert not post.dt["posterior"][site].values.flags.writeable, site
+
+
+def test_compute_component_is_left_off_where_tokens_are_a_fixed_multiple_of_params() -> None:
+    """Final models at one tokens-per-parameter ratio: log D is a linear function of log N, the compute law's
+    N and D terms cannot be told apart, so 'auto' leaves the component off (an explicit 'on' keeps it)."""
+    from bayes_l2l.model import ModelConfig, compute_collinear, compute_enabled
+
+    spec = SimulationSpec(
+        factors={}, effects={}, runs_per_condition=1, checkpoints_per_run=4, sizes=[2e7, 1e8, 5e8, 2e9]
+    )
+    table, _ = simulate_table(spec, 0)
+    q = Question(x=spec.x_metric, y=spec.y_metric, factors=[])
+    over_training = build_design(table, q)  # checkpoints: D grows within each run, N fixed
+    assert not compute_collinear(over_training) and compute_enabled(over_training, ModelConfig())
+    ck = table.checkpoints()
+    last = ck.loc[ck.groupby("run")["step"].idxmax(), ["run", "checkpoint"]]
+    finals = build_design(LossTable.from_frame(table.df.merge(last, on=["run", "checkpoint"])), q)
+    assert compute_collinear(finals) and not compute_enabled(finals, ModelConfig())
+    assert compute_enabled(finals, ModelConfig(use_compute=True))

@@ -90,7 +90,7 @@ def test_centering_is_per_run() -> None:
     assert a.label().startswith("curvature, 2/4 runs centred")
 
 
-def test_many_single_checkpoint_runs_get_dense_mass_and_high_acceptance() -> None:
+def test_single_checkpoint_runs_few_get_dense_mass_many_get_more_draws() -> None:
     shape = TableShape(
         points=500,
         runs=500,
@@ -100,8 +100,17 @@ def test_many_single_checkpoint_runs_get_dense_mass_and_high_acceptance() -> Non
         checkpoints_per_offset_run=[],
         offset_runs_in_condition=[],
     )
-    a = first_attempt(shape)
-    assert (a.mass, a.target_accept, a.run_offsets) == ("dense", 0.99, "noncentred")
+    a = first_attempt(shape)  # hundreds of final models: the whitening, more draws
+    assert (a.mass, a.target_accept, a.run_offsets, a.draws) == (
+        "laplace",
+        0.95,
+        "noncentred",
+        LONE_RUN_DRAWS,
+    )
+    few = first_attempt(
+        TableShape(**{**shape.__dict__, "points": 18, "runs": 18, "single_checkpoint_runs": 18})
+    )
+    assert (few.mass, few.target_accept, few.draws) == ("dense", 0.99, 1000)
 
 
 def test_explicit_settings_are_the_first_attempt_and_retries_leave_them() -> None:
@@ -141,7 +150,9 @@ def test_retry_after_divergences_raises_acceptance_then_changes_parametrisation(
         a2.target_accept == 0.99 and a2.run_offsets == "centred" and "higher target acceptance" in a2.reason
     )
     a3 = next_attempt([(a1, div), (a2, div)])
-    assert a3.run_offsets == "noncentred" and a3.warmup == 1000 and a3.target_accept == 0.99
+    assert a3.target_accept == 0.995 and a3.run_offsets == "centred"
+    a4 = next_attempt([(a1, div), (a2, div), (a3, div)])
+    assert a4.run_offsets == "noncentred" and a4.warmup == 1000 and a4.target_accept == 0.995
 
 
 def test_retry_after_mixing_lengthens_once_then_changes_mass() -> None:

@@ -198,6 +198,21 @@ def add_model_arguments(parser: Any) -> None:
     )
 
 
+COLLINEAR_CORRELATION = 0.99
+"""|corr(log N, log D)| from which N and D count as varying together (a fixed tokens-per-parameter ratio)."""
+
+
+def compute_collinear(design: Design) -> bool:
+    """Whether log D is (nearly) a linear function of log N over the design's checkpoints: final models of a
+    sweep at one tokens-per-parameter ratio. The compute-to-loss law then cannot separate its N and D terms
+    (A, B, alpha and beta trade off along a ridge: on a simulated 480-model sweep NUTS hit its maximal tree
+    depth on 99.98% of draws, benchmarks/RESULTS.md), so ``use_compute='auto'`` leaves it off."""
+    log_n, log_d = np.log(design.params), np.log(design.tokens)
+    if np.ptp(log_n) == 0 or np.ptp(log_d) == 0:
+        return False
+    return bool(abs(np.corrcoef(log_n, log_d)[0, 1]) >= COLLINEAR_CORRELATION)
+
+
 def compute_enabled(design: Design, config: ModelConfig) -> bool:
     """Whether the joint compute-to-loss component is used for this design."""
     if config.paper_mode or config.use_compute is False:
@@ -205,6 +220,8 @@ def compute_enabled(design: Design, config: ModelConfig) -> bool:
     # N and D must both vary (>= 3 distinct values each): with D constant (final models only) the B/D term
     # is a constant the law cannot separate from A, alpha and Ex, and the component adds a funnel, not information.
     ok = design.has_compute and np.unique(design.params).size >= 3 and np.unique(design.tokens).size >= 3
+    if ok and config.use_compute == "auto" and compute_collinear(design):
+        return False  # D a fixed multiple of N: A, B, alpha, beta form a ridge, not information on Ex
     if config.use_compute is True and not ok:
         from bayes_l2l.errors import UserInputError
 
