@@ -22,6 +22,7 @@ from bayes_l2l.errors import UserInputError
 from bayes_l2l.model import SHAPES, ModelConfig
 from bayes_l2l.sampler_policy import (
     DEFAULT_BUDGET_S,
+    POLICY_REVISION,
     SHAPE_AUTO,
     Attempt,
     TableShape,
@@ -51,6 +52,7 @@ def requested(
     """What a caller asked for: a saved fit with the same request (and the same question and data) is
     reused instead of refitted."""
     return {
+        "policy_revision": POLICY_REVISION,
         "method": method,
         "seed": seed,
         "retry": retry,

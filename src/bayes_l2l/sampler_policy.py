@@ -75,6 +75,8 @@ DEFAULT_BUDGET_S = 300.0
 spent plus its estimated wall (from the last attempt's) fits. Every question of the robustness suite needs
 well under it (benchmarks/RESULTS.md)."""
 SHAPE_AUTO = "auto"
+POLICY_REVISION = 3
+"""Bumped whenever a rule here changes: a saved fit is reused only for the same request under the same rules."""
 
 
 @dataclass(frozen=True)
