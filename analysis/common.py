@@ -25,7 +25,7 @@ from bayes_l2l.design import Question, build_design
 from bayes_l2l.errors import UserInputError
 from bayes_l2l.evidence import ContrastResult, compare_factor, hdi
 from bayes_l2l.model import ModelConfig
-from bayes_l2l.robust_fit import fit_robust
+from bayes_l2l.robust_fit import ATTEMPT_DIAGNOSTICS, fit_robust
 from bayes_l2l.sampler_policy import Attempt, UserSettings
 from bayes_l2l.table import LossTable
 
@@ -140,18 +140,7 @@ def rung_label(rung: dict[str, Any]) -> str:
     )
 
 
-DIAG_KEYS = (
-    "max_rhat",
-    "worst_rhat",
-    "min_ess_bulk",
-    "min_ess_tail",
-    "divergences",
-    "min_bfmi",
-    "tree_depth_saturation",
-    "wall_time_s",
-    "ok",
-    "problems",
-)
+DIAG_KEYS = (*ATTEMPT_DIAGNOSTICS, "wall_time_s")
 
 
 def condition_params(post: infer.Posterior) -> list[dict[str, Any]]:

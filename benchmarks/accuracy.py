@@ -42,9 +42,9 @@ from bayes_l2l.baseline import baseline_points, fit_group
 from bayes_l2l.design import Question, build_design
 from bayes_l2l.evidence import predict
 from bayes_l2l.io import import_table
-from bayes_l2l.model import ModelConfig, add_model_arguments
-from bayes_l2l.robust_fit import fit_robust
-from bayes_l2l.sampler_policy import Attempt, UserSettings
+from bayes_l2l.model import add_model_arguments
+from bayes_l2l.robust_fit import fit_robust, sampler_from_args
+from bayes_l2l.sampler_policy import Attempt
 from bayes_l2l.table import LossTable
 
 REPO = Path(__file__).resolve().parents[1]
@@ -341,18 +341,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     add_model_arguments(ap)
     args = ap.parse_args(argv)
-    sampler = {
-        "user": UserSettings(
-            chains=args.chains,
-            draws=args.draws,
-            warmup=args.warmup,
-            target_accept=args.target_accept,
-            shape=None if args.shape == "auto" else args.shape,
-            run_offsets=None if args.run_offsets == "auto" else args.run_offsets,
-        ),
-        "config": ModelConfig(shape="logkappa" if args.shape == "auto" else args.shape),
-        "retry": not args.no_retry,
-    }
+    sampler = sampler_from_args(args)
     started = time.perf_counter()
 
     def log(msg: str) -> None:

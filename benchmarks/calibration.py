@@ -45,9 +45,8 @@ from bayes_l2l.evidence import (
     rope_thresholds,
 )
 from bayes_l2l.infer import MASS_CHOICES
-from bayes_l2l.model import ModelConfig, add_model_arguments
-from bayes_l2l.robust_fit import fit_robust
-from bayes_l2l.sampler_policy import UserSettings
+from bayes_l2l.model import add_model_arguments
+from bayes_l2l.robust_fit import fit_robust, sampler_from_args
 from bayes_l2l.simulate import RANK_DRAWS, SimulationSpec, rank_among_draws, simulate_table
 
 REPO = Path(__file__).resolve().parents[1]
@@ -372,19 +371,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {out} holds seeds run with other settings; choose another --out", file=sys.stderr)
         return 2
     settings_path.write_text(json.dumps(settings, indent=1))
-    sampler = {
-        "user": UserSettings(
-            chains=args.chains,
-            draws=args.draws,
-            warmup=args.warmup,
-            target_accept=args.target_accept,
-            mass=args.mass,
-            shape=None if args.shape == "auto" else args.shape,
-            run_offsets=None if args.run_offsets == "auto" else args.run_offsets,
-        ),
-        "config": ModelConfig(shape="logkappa" if args.shape == "auto" else args.shape),
-        "retry": not args.no_retry,
-    }
+    sampler = sampler_from_args(args)
     records = []
     t0 = time.perf_counter()
     seeds = range(args.first_seed, args.first_seed + args.seeds)

@@ -450,6 +450,14 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
             flush=True,
         )
+    # the summary covers every question of the suite with a record, not only this call's (--only)
+    done = {r["name"] for r in records}
+    for q in suite():
+        rec_path = args.out / "records" / f"{q.name}.json"
+        if q.name not in done and rec_path.exists():
+            records.append(json.loads(rec_path.read_text()))
+    order = {q.name: i for i, q in enumerate(suite())}
+    records.sort(key=lambda r: order.get(r["name"], len(order)))
     (args.out / "summary.md").write_text(summary(records, skipped))
     (args.out / "results.json").write_text(
         json.dumps({"records": records, "skipped": skipped}, indent=1, default=float)

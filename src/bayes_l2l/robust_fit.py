@@ -271,6 +271,23 @@ class FitOptions:
         )
 
 
+def sampler_from_args(args: Any) -> dict[str, Any]:
+    """The benchmark scripts' argparse flags (``--chains`` ... ``--shape``, ``--run-offsets`` of
+    :func:`bayes_l2l.model.add_model_arguments`, ``--no-retry``; absent or None = the policy's choice) as
+    {"user": UserSettings, "config": ModelConfig, "retry": bool} for :func:`fit_robust`."""
+
+    def given(name: str) -> Any:
+        value = getattr(args, name, None)
+        return None if value == SHAPE_AUTO else value
+
+    user = UserSettings(**{k: given(k) for k in UserSettings.__dataclass_fields__})
+    return {
+        "user": user,
+        "config": ModelConfig(shape=user.shape or "logkappa"),
+        "retry": not getattr(args, "no_retry", False),
+    }
+
+
 def fit_design_with(
     design: Design, options: FitOptions | None = None, *, progress: Callable[[str], None] | None = None
 ) -> infer.Posterior:
