@@ -73,17 +73,25 @@ def test_lone_runs_are_not_centred_and_get_more_draws() -> None:
     )
 
 
+def _shape(
+    points: int, runs: int, conditions: int, checkpoints: list[int], in_condition: list[int]
+) -> TableShape:
+    """A table's shape without a table: ``checkpoints`` and ``in_condition`` per offset run; every other run
+    has one checkpoint."""
+    return TableShape(
+        points=points,
+        runs=runs,
+        conditions=conditions,
+        offset_runs=len(checkpoints),
+        single_checkpoint_runs=runs - len(checkpoints),
+        checkpoints_per_offset_run=checkpoints,
+        offset_runs_in_condition=in_condition,
+    )
+
+
 def test_centering_is_per_run() -> None:
     """Runs of different lengths in one table: only the pinned runs are centred (LocScaleReparam array)."""
-    shape = TableShape(
-        points=0,
-        runs=4,
-        conditions=2,
-        offset_runs=4,
-        single_checkpoint_runs=0,
-        checkpoints_per_offset_run=[100, 100, 10, 100],
-        offset_runs_in_condition=[2, 2, 1, 1],
-    )
+    shape = _shape(0, 4, 2, [100, 100, 10, 100], [2, 2, 1, 1])
     assert shape.centering() == [1.0, 1.0, 0.0, 0.0]
     a = first_attempt(shape)
     assert a.run_offsets == "mixed" and a.run_centering == [1.0, 1.0, 0.0, 0.0]
@@ -91,15 +99,7 @@ def test_centering_is_per_run() -> None:
 
 
 def test_single_checkpoint_runs_few_get_dense_mass_many_get_more_draws() -> None:
-    shape = TableShape(
-        points=500,
-        runs=500,
-        conditions=6,
-        offset_runs=0,
-        single_checkpoint_runs=500,
-        checkpoints_per_offset_run=[],
-        offset_runs_in_condition=[],
-    )
+    shape = _shape(500, 500, 6, [], [])
     a = first_attempt(shape)  # hundreds of final models: the whitening, more draws
     assert (a.mass, a.target_accept, a.run_offsets, a.draws) == (
         "laplace",
