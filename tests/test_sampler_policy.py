@@ -155,6 +155,18 @@ def test_retry_after_divergences_raises_acceptance_then_changes_parametrisation(
     assert a4.run_offsets == "noncentred" and a4.warmup == 1000 and a4.target_accept == 0.995
 
 
+def test_ladder_climbs_two_steps_above_the_first_attempt() -> None:
+    """A first attempt at 0.99 (small tables of final models) climbs to 0.995 and 0.999; one at 0.97 stops at
+    0.995 and then changes the parametrisation."""
+    div = {"ok": False, "divergences": 1, "problems": ["1 divergent transitions"]}
+    a1 = _attempt(run_offsets="noncentred", shape="logkappa", mass="dense", target_accept=0.99, warmup=1000)
+    a2 = next_attempt([(a1, div)])
+    a3 = next_attempt([(a1, div), (a2, div)])
+    a4 = next_attempt([(a1, div), (a2, div), (a3, div)])
+    assert (a2.target_accept, a3.target_accept) == (0.995, 0.999)
+    assert a4.mass == "laplace" and a4.target_accept == 0.999
+
+
 def test_retry_after_mixing_lengthens_once_then_changes_mass() -> None:
     mix = {"ok": False, "divergences": 0, "problems": ["bulk ESS 350 < 400"]}
     a1 = _attempt(run_offsets="noncentred", shape="logkappa", target_accept=0.95, warmup=1000)
