@@ -521,7 +521,7 @@ def test_gamma_shape_two_is_gamma_2_in_density_and_draws() -> None:
 def test_a_saved_fit_is_reused_only_for_the_same_model(small_post, small_table) -> None:
     from dataclasses import replace
 
-    from bayes_l2l.cli.evidence_cmds import same_fit
+    from bayes_l2l.comparisons import same_fit
     from bayes_l2l.model import ModelConfig
 
     settings = {k: small_post.settings[k] for k in ("chains", "draws", "warmup", "seed")}

@@ -240,7 +240,7 @@ def _baseline_init(design: Design, config: ModelConfig) -> dict[str, np.ndarray]
         sel = design.cond_idx == c
         x, y = design.x[sel], design.y[sel]
         try:
-            from bayes_l2l.baseline import free_fit
+            from bayes_l2l.point_fits import free_fit
 
             fit = free_fit(x, y, n_starts=BASELINE_INIT_STARTS, seed=0)
             p = {k.replace("_", ""): float(v) for k, v in fit.params.items()}
@@ -294,14 +294,14 @@ def _baseline_init(design: Design, config: ModelConfig) -> dict[str, np.ndarray]
 
 
 def paper_mode_config(design: Design, base: ModelConfig | None = None) -> tuple[ModelConfig, list[str]]:
-    """Paper mode: Ex, Ey per condition from the two-stage fit (baseline.two_stage_fit), then fixed.
+    """Paper mode: Ex, Ey per condition from the two-stage fit (point_fits.two_stage_fit), then fixed.
 
     Returns the config and the two-stage fit's warnings (which E came from a compute-law fit and which fell
     back to min(loss)).
     """
     from dataclasses import replace
 
-    from bayes_l2l.baseline import two_stage_fit
+    from bayes_l2l.point_fits import two_stage_fit
 
     fixed_ex, fixed_ey, notes = [], [], []
     for c in range(design.n_conditions):

@@ -203,7 +203,8 @@ def table_cmd(
     as_json: bool = typer.Option(False, "--json", help="Print a JSON summary."),
 ) -> None:
     """Turn a result store into a LossTable file (or, without -o, summarise what the store holds)."""
-    from bayes_l2l.evaluate.store import ResultStore, accuracy_frame, pick_namespace, read_store
+    from bayes_l2l.evaluate.store import ResultStore, accuracy_frame, pick_namespace
+    from bayes_l2l.table import read_store
 
     for path in (output, accuracy):
         if path is not None:
