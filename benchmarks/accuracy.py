@@ -38,11 +38,11 @@ import numpy as np
 import pandas as pd
 from scipy.stats import bootstrap
 
-from bayes_l2l.point_fits import baseline_points, fit_group
 from bayes_l2l.design import Question, build_design
 from bayes_l2l.evidence import predict
 from bayes_l2l.io import import_table
 from bayes_l2l.model import add_model_arguments
+from bayes_l2l.point_fits import baseline_points, fit_group
 from bayes_l2l.robust_fit import fit_robust, sampler_from_args
 from bayes_l2l.sampler_policy import Attempt
 from bayes_l2l.table import LossTable

@@ -7,9 +7,9 @@ from pathlib import Path
 import typer
 from rich.markup import escape
 
-from bayes_l2l.point_fits import METHOD_PARAMS, METHOD_SETS, FitResult, GroupFit
 from bayes_l2l.cli.common import app, compact_table, console, parse_assignments, print_json, print_table
 from bayes_l2l.errors import UserInputError, check_output_file
+from bayes_l2l.point_fits import METHOD_PARAMS, METHOD_SETS, FitResult, GroupFit
 from bayes_l2l.simulate import SimulationSpec, simulate_table
 from bayes_l2l.table import LossTable
 
