@@ -465,7 +465,9 @@ def test_passes_over_draws_batch_and_pad_without_changing_numbers(small_table, m
     data = ModelData.from_design(design, config)
     whole = infer._prior_job(data, config, seed=3, n=50)()
     # 7 draws per batch: 8 batches, the last padded with copies of the last draw (and the copies dropped)
-    monkeypatch.setattr(infer, "REPLAY_ELEMENTS", 7 * design.y.size)
+    from bayes_l2l import replay
+
+    monkeypatch.setattr(replay, "REPLAY_ELEMENTS", 7 * design.y.size)
     batched = infer._prior_job(data, config, seed=3, n=50)()
     assert set(whole) == set(batched) and {"y", "base_h", "K"} <= set(whole)
     for k in whole:
@@ -556,8 +558,10 @@ def test_prior_draws_wait_for_the_mode_and_never_hang_a_failed_fit(small_table, 
     def broken_start(*args, **kwargs):
         raise RuntimeError("start failed")
 
-    monkeypatch.setattr(infer, "_InBackground", Recorded)
-    monkeypatch.setattr(infer, "_baseline_init", broken_start)
+    from bayes_l2l import approximation
+
+    monkeypatch.setattr(approximation, "_InBackground", Recorded)
+    monkeypatch.setattr(approximation, "_baseline_init", broken_start)
     with pytest.raises(RuntimeError, match="start failed"):
         fit(design, method="approx", seed=0)
     # the background prior job was started, then released and abandoned: it returns without drawing

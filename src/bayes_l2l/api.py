@@ -322,7 +322,7 @@ class Fit:
     def summary(self) -> pd.DataFrame:
         """Per quantity (K, kappa, Ex, Ey per condition, effects, sigma, ...): mean, 90% HDI, R-hat, ESS,
         identification."""
-        from bayes_l2l.infer import summary_table
+        from bayes_l2l.diagnostics import summary_table
 
         return summary_table(self.posterior)
 
@@ -478,7 +478,7 @@ class Fit:
 
 def load(folder: str | Path) -> Fit:
     """The fit saved in ``folder`` (by :meth:`Fit.save`, :func:`fit` with ``output``, or ``bayes-l2l fit``)."""
-    from bayes_l2l.infer import load as load_posterior
+    from bayes_l2l.posterior import load as load_posterior
 
     return Fit(load_posterior(folder), folder)
 

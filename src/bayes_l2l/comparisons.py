@@ -119,7 +119,7 @@ def same_fit(post: Any, design: Any, method: str, settings: dict[str, Any], conf
     """Whether a saved posterior answers the same question on the same points with the same sampler
     settings (those given in ``settings``: chains, draws, warmup, seed, ...) and model configuration
     (``config``; the library's default model when None)."""
-    from bayes_l2l.infer import APPROX_RUN_OFFSETS
+    from bayes_l2l.approximation import APPROX_RUN_OFFSETS
     from bayes_l2l.model import ModelConfig
 
     if post.method != method or any(post.settings.get(k) != v for k, v in settings.items()):
@@ -133,7 +133,7 @@ def same_fit(post: Any, design: Any, method: str, settings: dict[str, Any], conf
 
 
 def _load_if_posterior(folder: Path) -> Any | None:
-    from bayes_l2l.infer import load
+    from bayes_l2l.posterior import load
 
     if not is_posterior_folder(folder):
         return None
@@ -458,7 +458,7 @@ def test_against_curve(
 
 def posterior_report(post: Any) -> dict[str, Any]:
     """JSON-able summary of a fit: question, design sizes, parameters, diagnostics, identification."""
-    from bayes_l2l.infer import prior_check, summary_table
+    from bayes_l2l.diagnostics import prior_check, summary_table
 
     summ = summary_table(post)
     d = post.design

@@ -112,7 +112,7 @@ def report_problems(problems: list[str], where: str) -> None:
 
 def print_posterior_summary(post: Any) -> None:
     """Rich rendering of :func:`posterior_report`."""
-    from bayes_l2l.infer import summary_table
+    from bayes_l2l.diagnostics import summary_table
 
     d = post.design
     q = d.question
