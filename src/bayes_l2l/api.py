@@ -496,7 +496,7 @@ def _fit_options(options: dict[str, Any]) -> Any:
     return FitOptions(**options)
 
 
-def design(
+def design_of(
     table: LossTable | str | Path,
     x: str,
     y: str,
@@ -544,7 +544,7 @@ def fit(
     """
     question_options = {k: options.pop(k) for k in QUESTION_OPTIONS if k in options}
     fit_options = _fit_options(options)
-    d = design(table, x, y, factors, where=where, base=base, **question_options)
+    d = design_of(table, x, y, factors, where=where, base=base, **question_options)
     folder = comparisons.question_folder(d.question) if output is True else output or None
     post, _ = comparisons.fit_question(
         d,
