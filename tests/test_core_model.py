@@ -37,7 +37,8 @@ def small_post(small_table):
     design = build_design(
         table, Question(x="val/c4", y="test/hellaswag", factors=["pretraining_data", "architecture"])
     )
-    return fit(design, seed=1, **FAST)
+    # 500 warm-up steps: at 250 this fit's R-hat is 1.15 with jax 0.12.1 (1.04 at 500), a short-chain artefact
+    return fit(design, seed=1, **{**FAST, "warmup": 500})
 
 
 def test_design_indexes_conditions_runs_and_effects(small_table) -> None:
@@ -172,8 +173,11 @@ def test_cli_fit_writes_posterior_and_json(small_table, tmp_path, capsys) -> Non
     assert {"diagnostics", "parameters", "prior_check", "dropped"} <= set(report)
     assert report["prior_check"]["observed_in_prior_90"] > 0.5
     assert report["settings"]["mass"] == "laplace"  # the default sampler, recorded
-    assert main(args) == 2  # refuses to overwrite the posterior
-    assert "holds a posterior already" in capsys.readouterr().err
+    assert main(args) == code  # the same request again: the saved posterior is reused, not refitted
+    assert "reusing the posterior" in capsys.readouterr().err
+    other = [a if a != "150" else "160" for a in args]
+    assert main(other) == 2  # another request: refuses to replace the posterior
+    assert "holds a posterior of another question, data or options" in capsys.readouterr().err
 
 
 def test_cli_fit_diagonal_mass_is_used_and_recorded(small_table, tmp_path, capsys, monkeypatch) -> None:

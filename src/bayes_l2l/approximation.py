@@ -4,6 +4,10 @@ the whitening of NUTS (``mass='laplace'``) uses the same mode and Hessian."""
 
 from __future__ import annotations
 
+from bayes_l2l.jax_host import DEFAULT_CHAINS  # noqa: F401 - first: XLA's host devices before jax starts
+
+# isort: split
+
 import functools
 from dataclasses import dataclass
 from typing import Any
@@ -12,7 +16,6 @@ import jax
 import numpy as np
 
 from bayes_l2l.design import Design
-from bayes_l2l.jax_host import DEFAULT_CHAINS  # noqa: F401 - first: XLA's host devices before jax starts
 from bayes_l2l.model import ModelConfig, ModelData, l2l_model
 from bayes_l2l.replay import (
     _datatree,

@@ -9,6 +9,10 @@ starting values (:mod:`bayes_l2l.starting_values`).
 
 from __future__ import annotations
 
+from bayes_l2l.jax_host import COMPILE_CACHE, DEFAULT_CHAINS, configure_host  # first: before jax starts
+
+# isort: split
+
 import dataclasses  # noqa: E402
 import functools  # noqa: E402
 import time  # noqa: E402
@@ -39,7 +43,6 @@ from bayes_l2l.diagnostics import (  # noqa: E402, F401 - re-exported
     summary_table,
 )
 from bayes_l2l.errors import UserInputError  # noqa: E402
-from bayes_l2l.jax_host import COMPILE_CACHE, DEFAULT_CHAINS, configure_host  # first: before jax starts
 from bayes_l2l.model import (  # noqa: E402
     CURVATURE_PARAMS,
     PAPER_PARAMS,

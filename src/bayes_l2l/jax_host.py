@@ -19,6 +19,7 @@ configure_host()
 
 import jax  # noqa: E402
 import numpyro  # noqa: E402
+import numpyro.infer  # noqa: E402, F401 - whole, before arviz: arviz_base's from_numpyro reads numpyro.infer.initialization
 
 from bayes_l2l.compile_cache import configure_compilation_cache  # noqa: E402
 

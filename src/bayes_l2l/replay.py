@@ -5,6 +5,10 @@ and the DataTree built from them."""
 
 from __future__ import annotations
 
+from bayes_l2l.jax_host import DEFAULT_CHAINS  # noqa: F401 - first: XLA's host devices before jax starts
+
+# isort: split
+
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -15,7 +19,6 @@ import jax
 import numpy as np
 import numpyro
 
-from bayes_l2l.jax_host import DEFAULT_CHAINS  # noqa: F401 - first: XLA's host devices before jax starts
 from bayes_l2l.model import ModelConfig, ModelData, l2l_model
 
 OBSERVED_SITES = ("y", "x_obs")
