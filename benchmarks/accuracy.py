@@ -6,7 +6,7 @@ latest 30% is predicted from their x. Compared on the held-out checkpoints:
 - bayes-l2l: one hierarchical fit of all runs of the table (library defaults, NUTS 4 x 1000), predictive
   mean and 90% predictive interval of a further checkpoint of the same run (``evidence.predict(run=...)``:
   the condition's curve + that run's posterior offset + checkpoint noise);
-- the baselines of ``bayes_l2l.baseline``, fitted per run on the same points: the free least-squares fit of
+- the baselines of ``bayes_l2l.point_fits``, fitted per run on the same points: the free least-squares fit of
   the law, the paper's two-stage fit, a pure power law y = K x^kappa and a straight line.
 
 Tables:
@@ -38,11 +38,11 @@ import numpy as np
 import pandas as pd
 from scipy.stats import bootstrap
 
-from bayes_l2l.baseline import baseline_points, fit_group
 from bayes_l2l.design import Question, build_design
 from bayes_l2l.evidence import predict
 from bayes_l2l.io import import_table
 from bayes_l2l.model import add_model_arguments
+from bayes_l2l.point_fits import baseline_points, fit_group
 from bayes_l2l.robust_fit import fit_robust, sampler_from_args
 from bayes_l2l.sampler_policy import Attempt
 from bayes_l2l.table import LossTable

@@ -9,7 +9,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bayes_l2l.baseline import (
+from bayes_l2l.errors import UserInputError
+from bayes_l2l.jsonable import to_json
+from bayes_l2l.laws import shifted_power_law
+from bayes_l2l.point_fits import (
     E_MARGIN,
     fit_baseline_groups,
     fit_baselines,
@@ -18,9 +21,6 @@ from bayes_l2l.baseline import (
     power_law_fit,
     two_stage_fit,
 )
-from bayes_l2l.cli.common import to_json
-from bayes_l2l.errors import UserInputError
-from bayes_l2l.laws import shifted_power_law
 from bayes_l2l.simulate import SimulationSpec, simulate_table
 from bayes_l2l.table import LossTable
 

@@ -15,7 +15,7 @@ import pytest
 from test_plots import synthetic_posterior
 
 from bayes_l2l.cli import main
-from bayes_l2l.cli.evidence_cmds import shared_fit
+from bayes_l2l.comparisons import shared_fit
 from bayes_l2l.infer import load
 from bayes_l2l.simulate import SimulationSpec, simulate_table
 

@@ -37,7 +37,8 @@ def small_post(small_table):
     design = build_design(
         table, Question(x="val/c4", y="test/hellaswag", factors=["pretraining_data", "architecture"])
     )
-    return fit(design, seed=1, **FAST)
+    # 500 warm-up steps: at 250 this fit's R-hat is 1.15 with jax 0.12.1 (1.04 at 500), a short-chain artefact
+    return fit(design, seed=1, **{**FAST, "warmup": 500})
 
 
 def test_design_indexes_conditions_runs_and_effects(small_table) -> None:
@@ -172,8 +173,11 @@ def test_cli_fit_writes_posterior_and_json(small_table, tmp_path, capsys) -> Non
     assert {"diagnostics", "parameters", "prior_check", "dropped"} <= set(report)
     assert report["prior_check"]["observed_in_prior_90"] > 0.5
     assert report["settings"]["mass"] == "laplace"  # the default sampler, recorded
-    assert main(args) == 2  # refuses to overwrite the posterior
-    assert "holds a posterior already" in capsys.readouterr().err
+    assert main(args) == code  # the same request again: the saved posterior is reused, not refitted
+    assert "reusing the posterior" in capsys.readouterr().err
+    other = [a if a != "150" else "160" for a in args]
+    assert main(other) == 2  # another request: refuses to replace the posterior
+    assert "holds a posterior of another question, data or options" in capsys.readouterr().err
 
 
 def test_cli_fit_diagonal_mass_is_used_and_recorded(small_table, tmp_path, capsys, monkeypatch) -> None:
@@ -465,7 +469,9 @@ def test_passes_over_draws_batch_and_pad_without_changing_numbers(small_table, m
     data = ModelData.from_design(design, config)
     whole = infer._prior_job(data, config, seed=3, n=50)()
     # 7 draws per batch: 8 batches, the last padded with copies of the last draw (and the copies dropped)
-    monkeypatch.setattr(infer, "REPLAY_ELEMENTS", 7 * design.y.size)
+    from bayes_l2l import replay
+
+    monkeypatch.setattr(replay, "REPLAY_ELEMENTS", 7 * design.y.size)
     batched = infer._prior_job(data, config, seed=3, n=50)()
     assert set(whole) == set(batched) and {"y", "base_h", "K"} <= set(whole)
     for k in whole:
@@ -521,7 +527,7 @@ def test_gamma_shape_two_is_gamma_2_in_density_and_draws() -> None:
 def test_a_saved_fit_is_reused_only_for_the_same_model(small_post, small_table) -> None:
     from dataclasses import replace
 
-    from bayes_l2l.cli.evidence_cmds import same_fit
+    from bayes_l2l.comparisons import same_fit
     from bayes_l2l.model import ModelConfig
 
     settings = {k: small_post.settings[k] for k in ("chains", "draws", "warmup", "seed")}
@@ -556,8 +562,10 @@ def test_prior_draws_wait_for_the_mode_and_never_hang_a_failed_fit(small_table, 
     def broken_start(*args, **kwargs):
         raise RuntimeError("start failed")
 
-    monkeypatch.setattr(infer, "_InBackground", Recorded)
-    monkeypatch.setattr(infer, "_baseline_init", broken_start)
+    from bayes_l2l import approximation
+
+    monkeypatch.setattr(approximation, "_InBackground", Recorded)
+    monkeypatch.setattr(approximation, "_baseline_init", broken_start)
     with pytest.raises(RuntimeError, match="start failed"):
         fit(design, method="approx", seed=0)
     # the background prior job was started, then released and abandoned: it returns without drawing

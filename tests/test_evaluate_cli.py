@@ -20,7 +20,8 @@ pytest.importorskip("lm_eval")
 from eval_fixtures.tiny import documents, save_tiny_model, write_jsonl, write_task_data  # noqa: E402
 
 from bayes_l2l.cli import main  # noqa: E402
-from bayes_l2l.evaluate.store import ResultStore, read_store  # noqa: E402
+from bayes_l2l.evaluate.store import ResultStore  # noqa: E402
+from bayes_l2l.table import read_store  # noqa: E402
 
 TASKS = ["arc_easy", "arc_challenge", "hellaswag", "piqa", "winogrande", "copa", "openbookqa"]
 MANIFEST = """

@@ -16,10 +16,9 @@ from bayes_l2l.evaluate.store import (
     accuracy_frame,
     atomic_write_json,
     pick_namespace,
-    read_store,
     slug,
 )
-from bayes_l2l.table import LossTable
+from bayes_l2l.table import LossTable, read_store
 
 EST = "bayes-l2l/val-v1: test estimator"
 

@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 import yaml
 
-from bayes_l2l.cli.common import to_json
 from bayes_l2l.contrasts import condition_labels
 from bayes_l2l.errors import UserInputError
+from bayes_l2l.jsonable import to_json
 from bayes_l2l.laws import compute_loss, shifted_power_law
 from bayes_l2l.simulate import (
     SimulationSpec,

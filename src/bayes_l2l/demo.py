@@ -17,11 +17,12 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from bayes_l2l.errors import UserInputError
-from bayes_l2l.posterior_files import remove_posterior
+from bayes_l2l.posterior_files import is_posterior_folder, remove_posterior
 from bayes_l2l.simulate import SimulationSpec, simulate_table
 from bayes_l2l.table import LossTable
 
@@ -120,14 +121,6 @@ def _default_factors(table: LossTable) -> list[str]:
     return out
 
 
-def _step(i: int, text: str) -> None:
-    from rich.markup import escape
-
-    from bayes_l2l.cli.common import console
-
-    console.print(f"[bold cyan][{i}/5][/] {escape(text)}")
-
-
 def run_demo(
     out: str | Path = "out",
     *,
@@ -139,18 +132,24 @@ def run_demo(
     quick: bool = False,
     rope: float = 0.02,
     simulated: bool = False,
+    progress: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
-    """Run the demo into ``out``; returns {"evidence": the evidence.json content, "problems": diagnostic
-    problems (empty when the sampler diagnostics passed), "files": paths written}."""
+    """Run the demo into ``out``; ``progress`` receives one line per step and sampler attempt. Returns
+    {"evidence": the evidence.json content, "problems": diagnostic problems (empty when the sampler
+    diagnostics passed), "warnings", "files": paths written, "written": the main outputs, "posterior",
+    "compares": contrasts per factor}."""
     import matplotlib.pyplot as plt
-    from rich.markup import escape
 
     from bayes_l2l import plots
-    from bayes_l2l.cli.common import console, to_json
-    from bayes_l2l.cli.evidence_cmds import compare_factors, evidence_payload, fits_ok, reusable_fit
+    from bayes_l2l.comparisons import compare_factors, evidence_payload, fit_problems, fit_question
     from bayes_l2l.design import Question, build_design
+    from bayes_l2l.jsonable import to_json
     from bayes_l2l.report import build_report
-    from bayes_l2l.robust_fit import fit_design_with
+
+    say = progress or (lambda _msg: None)
+
+    def step(i: int, text: str) -> None:
+        say(f"[{i}/5] {text}")
 
     if simulated and table is not None:
         raise UserInputError("--simulated and --table exclude each other")
@@ -183,11 +182,11 @@ def run_demo(
             f"measured: the project's mini study ({table.name}; tiny LMs trained and evaluated by "
             "analysis/mini_study, see data/README.md)"
         )
-        _step(1, f"data: {table} (the project's own measured mini study)")
+        step(1, f"data: {table} (the project's own measured mini study)")
         loss_table = LossTable.read(table)
     elif table is None:
         spec = demo_spec(quick)
-        _step(1, f"data: SIMULATED table (simulate_table, seed {DEMO_SEED}{', quick' if quick else ''})")
+        step(1, f"data: SIMULATED table (simulate_table, seed {DEMO_SEED}{', quick' if quick else ''})")
         loss_table, truth = simulate_table(spec, DEMO_SEED)
         files.append(loss_table.save(out / "simulated_table.parquet", overwrite=True))
         files.append(truth.save(out / "simulated_truth.json", overwrite=True))
@@ -197,10 +196,10 @@ def run_demo(
             f"simulated (bayes_l2l.simulate.simulate_table, seed {DEMO_SEED}, {'quick' if quick else 'full'} "
             "demo spec in simulated_truth.json): NOT a measurement of real models"
         )
-        console.print("[bold magenta]SIMULATED DATA[/]: planted effects, not real models")
+        say("SIMULATED DATA: planted effects, not real models")
     else:
         table = Path(table)
-        _step(1, f"data: {table}")
+        step(1, f"data: {table}")
         loss_table = LossTable.read(table)
         if where:
             loss_table = loss_table.where(**where)
@@ -211,36 +210,26 @@ def run_demo(
         min_fraction = None
     question = Question(x=x, y=y, factors=factors, where=dict(where or {}), min_fraction=min_fraction)
     design = build_design(loss_table, question)
-    console.print(
+    say(
         f"  {len(design.points)} checkpoints, {design.n_runs} runs, {design.n_conditions} conditions; "
-        f"factors: {escape(', '.join(design.factor_levels) or 'none')}"
+        f"factors: {', '.join(design.factor_levels) or 'none'}"
     )
     timings["data_s"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
     options = demo_options(quick)
     folder = out / "posterior"
-    post = reusable_fit(folder, design, options)
-    if post is not None:
-        _step(2, f"fit: reusing {folder} (same question, data and options)")
-    else:
-        _step(2, f"fit: NUTS on {design.n_conditions} conditions (sampler settings chosen from the table)")
-        with console.status("sampling") as status:
-
-            def progress(msg: str) -> None:
-                console.print(f"  {escape(msg)}", highlight=False, soft_wrap=True)
-                status.update(f"sampling: {escape(msg)}")
-
-            post = fit_design_with(design, options, progress=progress)
-        if folder.is_dir():
-            remove_posterior(folder)  # the demo's own stale fit and its shared-curve caches
-        post.save(folder)
-        console.print(f"  {escape(post.diagnostics.get('attempts', ''))}", highlight=False, soft_wrap=True)
+    step(2, f"fit: NUTS on {design.n_conditions} conditions (sampler settings chosen from the table)")
+    if folder.is_dir() and not is_posterior_folder(folder):
+        remove_posterior(folder)  # leftovers of an interrupted save
+    post, reused = fit_question(design, options, output=folder, overwrite=True, progress=progress)
+    if not reused:
+        say(f"  {post.diagnostics.get('attempts', '')}")
     timings["fit_s"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
     compare = [f for f in design.factor_levels if len(design.factor_levels[f]) > 1]
-    _step(
+    step(
         3,
         f"compare: {', '.join(compare) or 'no factor with two levels'}"
         + (" (no LOO: --quick)" if quick else ""),
@@ -251,11 +240,11 @@ def run_demo(
     timings["compare_s"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    _step(4, f"figures: {out / 'figures'}")
+    step(4, f"figures: {out / 'figures'}")
     figs = plots.make_figures(post, compares, rope)
     try:
         files += plots.write_figures(figs, out / "figures", overwrite=True)
-        _step(5, f"report: {out / 'report.html'}")
+        step(5, f"report: {out / 'report.html'}")
         truth_gaps = truth.gap_summaries() if truth is not None else None
         notes = [] if truth is not None else [f"Data: {data_label}."]
         if quick:
@@ -277,7 +266,8 @@ def run_demo(
     files.append(report)
     timings["figures_report_s"] = time.perf_counter() - t0
 
-    ok, problems = fits_ok(post, shared_info)
+    problems, warnings = fit_problems(post, shared_info)
+    ok = not problems
     evidence = {
         "data": data_label,
         **evidence_payload(post, compares, rope, shared_info),
@@ -291,11 +281,13 @@ def run_demo(
         evidence["truth"] = json.loads(truth_gaps.to_json(orient="records"))
     (out / "evidence.json").write_text(to_json(evidence))
     files.append(out / "evidence.json")
-    from bayes_l2l.cli.evidence_cmds import print_compare
-
-    if compares:
-        print_compare(post, compares, rope)
-    console.print(
-        f"wrote {escape(str(report))}, {escape(str(out / 'evidence.json'))} and {escape(str(out / 'figures'))}/"
-    )
-    return {"evidence": evidence, "problems": problems, "files": [str(p) for p in files]}
+    written = [str(report), str(out / "evidence.json"), f"{out / 'figures'}/"]
+    return {
+        "evidence": evidence,
+        "problems": problems,
+        "warnings": warnings,
+        "files": [str(p) for p in files],
+        "written": written,
+        "posterior": post,
+        "compares": compares,
+    }

@@ -23,8 +23,8 @@ import pandas as pd
 
 from bayes_l2l.contrasts import matched_contrasts
 from bayes_l2l.errors import UserInputError
-from bayes_l2l.infer import Posterior
 from bayes_l2l.model import curve
+from bayes_l2l.posterior import Posterior
 
 DEFAULT_ROPE = 0.02
 DECISION_PROB = 0.95
@@ -160,7 +160,7 @@ def param_delta_draws(params: dict[str, np.ndarray], c_level: int, c_base: int) 
 def _param_deltas(post: Posterior, c_level: int, c_base: int) -> dict[str, dict[str, Any]]:
     """Δ log K, Δ log kappa, Δ Ex, Δ Ey with 90% HDI and an identification flag from the contraction of the
     delta itself (its own prior draws against its posterior draws; see infer.identification)."""
-    from bayes_l2l.infer import IDENTIFIED, WEAK, _contraction
+    from bayes_l2l.diagnostics import IDENTIFIED, WEAK, _contraction
 
     post_d = param_delta_draws(post.condition_params(), c_level, c_base)
     prior_d = None

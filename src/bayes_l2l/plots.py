@@ -33,8 +33,8 @@ from scipy import stats  # noqa: E402
 
 from bayes_l2l.errors import UserInputError  # noqa: E402
 from bayes_l2l.evidence import ContrastResult, rank_factors  # noqa: E402
-from bayes_l2l.infer import Posterior  # noqa: E402
 from bayes_l2l.model import curve  # noqa: E402
+from bayes_l2l.posterior import Posterior  # noqa: E402
 
 # Okabe-Ito: distinguishable for the common colour-vision deficiencies.
 PALETTE = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442", "#000000")

@@ -17,9 +17,10 @@ from typing import Any
 
 import pandas as pd
 
+from bayes_l2l.diagnostics import prior_check
 from bayes_l2l.errors import check_output_file
 from bayes_l2l.evidence import ContrastResult, rank_factors
-from bayes_l2l.infer import Posterior, prior_check, versions
+from bayes_l2l.posterior import Posterior, versions
 
 CSS = """
 body{font-family:system-ui,-apple-system,"Segoe UI",Helvetica,Arial,sans-serif;max-width:1100px;margin:2em auto;

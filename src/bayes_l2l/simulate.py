@@ -489,7 +489,7 @@ class SimulationTruth:
         path = Path(path)
         check_output_file(path, overwrite)
         path.parent.mkdir(parents=True, exist_ok=True)
-        from bayes_l2l.cli.common import to_json
+        from bayes_l2l.jsonable import to_json
 
         path.write_text(to_json(self.to_dict()))
         return path

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -181,6 +181,12 @@ class LossTable:
             )
         return LossTable(self.df[mask].reset_index(drop=True), self.source, list(self.warnings))
 
+    def select(self, where: Mapping[str, object] | None = None, **equals: object) -> LossTable:
+        """Rows whose columns equal the given values: ``table.select(where={"architecture": "Llama"})`` or
+        ``table.select(architecture="Llama")`` (as :meth:`where`; no condition keeps every row)."""
+        conditions = {**dict(where or {}), **equals}
+        return self.where(**conditions) if conditions else self
+
     # ------------------------------------------------------------------ metrics and averages
     def resolve_metric(self, spec: str) -> tuple[str, tuple[str, ...]]:
         """Return (name, component metrics) for a metric id, a named average or ``mean(a,b,...)``."""
@@ -341,6 +347,14 @@ class LossTable:
         raise LossTableError(f"{path}: unknown output format '{suffix}'; use .parquet or .csv")
 
     @classmethod
+    def read_store(cls, root: str | Path, namespace: str | None = None) -> LossTable:
+        """The results of an evaluation store folder (``bayes-l2l eval``), validated."""
+        from bayes_l2l.evaluate.store import store_frame  # no torch needed
+
+        df, source = store_frame(root, namespace)
+        return cls.from_frame(df, source=source)
+
+    @classmethod
     def read(cls, path: str | Path) -> LossTable:
         """Read a LossTable written by :meth:`save` (parquet or CSV), or an evaluation store folder."""
         path = Path(path)
@@ -348,9 +362,7 @@ class LossTable:
             raise LossTableError(f"{path}: no such file; give the path of a .parquet or .csv loss table")
         if path.is_dir():
             if (path / "bayes-l2l-store.json").exists():
-                from bayes_l2l.evaluate.store import read_store  # no torch needed
-
-                return read_store(path)
+                return cls.read_store(path)
             raise LossTableError(
                 f"{path}: is a folder, not a loss table or an evaluation store (no bayes-l2l-store.json in it)"
             )
@@ -568,3 +580,8 @@ def average_metric_id(name: str, parts: Sequence[str]) -> str:
 def read_table(path: str | Path) -> LossTable:
     """Read a LossTable from parquet or CSV (see :meth:`LossTable.read`)."""
     return LossTable.read(path)
+
+
+def read_store(root: str | Path, namespace: str | None = None) -> LossTable:
+    """The results of an evaluation store folder (``bayes-l2l eval``) as a validated LossTable."""
+    return LossTable.read_store(root, namespace)

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import typer
 from rich.markup import escape
 
-from bayes_l2l.baseline import METHOD_PARAMS, METHOD_SETS, FitResult, GroupFit, fit_baseline_groups
 from bayes_l2l.cli.common import app, compact_table, console, parse_assignments, print_json, print_table
 from bayes_l2l.errors import UserInputError, check_output_file
+from bayes_l2l.point_fits import METHOD_PARAMS, METHOD_SETS, FitResult, GroupFit
 from bayes_l2l.simulate import SimulationSpec, simulate_table
 from bayes_l2l.table import LossTable
 
@@ -168,30 +167,26 @@ def baseline_cmd(
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output on stdout."),
 ) -> None:
     """Point-fit comparators per group: free 4-parameter fit, the paper's two-stage fit (* = at a bound)."""
-    if method not in METHOD_SETS:
-        raise UserInputError(f"--method {method!r}: use one of {', '.join(METHOD_SETS)}")
-    if n_starts < 1:
-        raise UserInputError("--n-starts must be at least 1")
+    from bayes_l2l import api
+
     table = LossTable.read(table_path)
     n_stored = len(table.warnings)
     filters = parse_assignments(where, "--where")
-    if filters:
-        table = table.where(**filters)
-    groups = fit_baseline_groups(
-        table, x, y, by, method, unit=unit, allow_mixed=allow_mixed, n_starts=n_starts, seed=seed
+    result = api.baseline(
+        table,
+        x,
+        y,
+        by,
+        where=filters,
+        method=method,
+        unit=unit,
+        allow_mixed=allow_mixed,
+        n_starts=n_starts,
+        seed=seed,
     )
+    groups = result.groups
     if as_json:
-        out: dict[str, Any] = {
-            "table": str(table_path),
-            "x": x,
-            "y": y,
-            "by": by,
-            "where": filters,
-            "method": method,
-            "groups": [g.to_dict() for g in groups],
-            "warnings": list(table.warnings),
-        }
-        print_json(out)
+        print_json({**result.to_dict(), "table": str(table_path)})
         return
     _say(
         escape(
@@ -203,7 +198,7 @@ def baseline_cmd(
     )
     for g in groups:
         _print_group(g, METHOD_SETS[method])
-    for w in table.warnings[n_stored:]:
+    for w in result.meta["warnings"][n_stored:]:
         _say(f"[yellow]warning[/]: {escape(w)}")
     if n_stored:
         _say(f"({n_stored} warning(s) stored in the table by its importer: see `bayes-l2l inspect`)")

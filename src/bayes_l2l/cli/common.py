@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import json
-import math
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-import numpy as np
 import typer
 from rich import box
 from rich.console import Console
@@ -15,6 +13,7 @@ from rich.measure import Measurement
 from rich.table import Table
 
 from bayes_l2l.errors import UserInputError
+from bayes_l2l.jsonable import to_json
 
 app = typer.Typer(
     name="bayes-l2l",
@@ -43,25 +42,6 @@ def print_table(table: Table) -> None:
     Console(width=natural, force_terminal=console.is_terminal, no_color=console.no_color).print(table)
 
 
-def _jsonable(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, np.generic):
-        obj = obj.item()
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    if isinstance(obj, np.ndarray):
-        return _jsonable(obj.tolist())
-    return obj
-
-
-def to_json(obj: Any) -> str:
-    """JSON text of ``obj`` with numpy scalars/arrays converted and NaN/inf as null."""
-    return json.dumps(_jsonable(obj), indent=2, default=str)
-
-
 def print_json(obj: Any) -> None:
     """Print ``obj`` as JSON on stdout (no rich markup, so it stays machine-readable)."""
     print(to_json(obj))
@@ -80,3 +60,21 @@ def parse_assignments(items: Sequence[str] | None, option: str) -> dict[str, str
             raise UserInputError(f"{option} {item!r}: the column name before '=' is empty")
         out[key.strip()] = value.strip()
     return out
+
+
+@contextlib.contextmanager
+def progress_status(label: str, *, to_stdout: bool = False) -> Iterator[Callable[[str], None]]:
+    """A spinner with ``label``, and a ``progress`` callback for the library that prints each message as a
+    line (dim, on stderr, so that stdout stays clean for --json; ``to_stdout``: plain, on stdout, for the
+    demo's steps) and shows it beside the spinner."""
+    from rich.markup import escape
+
+    out = console if to_stdout else err_console
+    with out.status(escape(label)) as status:
+
+        def progress(msg: str) -> None:
+            line = escape(msg) if to_stdout else f"[dim]{escape(msg)}[/]"
+            out.print(line, highlight=False, soft_wrap=True)
+            status.update(f"{escape(label)}: {escape(msg)}")
+
+        yield progress

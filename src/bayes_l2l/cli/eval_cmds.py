@@ -17,8 +17,6 @@ from rich.table import Table
 from bayes_l2l.cli.common import app, console, err_console, parse_assignments, print_json
 from bayes_l2l.errors import UserInputError, check_output_file
 
-EXECUTORS = ("inline", "local", "slurm")
-
 
 @app.command("eval")
 def eval_cmd(
@@ -61,72 +59,13 @@ def eval_cmd(
     as_json: bool = typer.Option(False, "--json", help="Print a JSON summary."),
 ) -> int:
     """Evaluate the checkpoints of MANIFEST on the corpora and tasks of CFG into the result store."""
-    from bayes_l2l.evaluate.config import DEVICES, load_config
-    from bayes_l2l.evaluate.manifest import expand, load_manifest
+    from bayes_l2l.evaluate.jobs import EvalRequest, plan_evaluation, run_evaluation
 
-    if executor not in EXECUTORS:
-        raise UserInputError(f"--executor {executor!r}: use one of {', '.join(EXECUTORS)}")
-    if limit is not None and limit < 1:
-        raise UserInputError("--limit must be a positive number of checkpoints")
-    if device is not None and not DEVICES.match(device):
-        raise UserInputError(f"--device {device!r}: use auto, cpu, cuda or cuda:N")
-    if batch_tokens is not None and batch_tokens < 1:
-        raise UserInputError("--batch-tokens must be a positive number of tokens")
-    cfg = load_config(config).with_task_data(task_data)
-    cfg = cfg.with_engine(device=device, batch_tokens=batch_tokens, progress=False if no_progress else None)
-    from bayes_l2l.evaluate.corpora import check_paths
+    cluster = None
+    if executor != "inline":
+        from bayes_l2l.evaluate.executors import ClusterOptions
 
-    check_paths(cfg.corpora)
-    if cfg.task_data is not None:
-        from bayes_l2l.evaluate.task_data import OFFLINE_TASKS, check_task_data
-
-        offline = [t.name for t in cfg.tasks if t.name in OFFLINE_TASKS]
-        check_task_data(cfg.task_data, offline, {t.name: t.num_fewshot for t in cfg.tasks})
-    man = load_manifest(manifest)
-    checkpoints = expand(man)
-    if run:
-        unknown = sorted(set(run) - {c.run for c in checkpoints})
-        if unknown:
-            raise UserInputError(
-                f"--run {', '.join(unknown)}: not in {manifest}; runs are {', '.join(man.runs())}"
-            )
-        checkpoints = [c for c in checkpoints if c.run in set(run)]
-    if not dry_run:
-        from bayes_l2l.evaluate.engine import require_eval_extra
-
-        require_eval_extra()
-    from bayes_l2l.evaluate.runner import pending, prepare
-
-    prep = prepare(cfg, str(store), create=not dry_run)
-    todo = pending(prep, checkpoints)
-    selected = [c for c in checkpoints if c.key in todo]
-    if limit is not None:
-        selected = selected[:limit]
-    plan = {
-        "manifest": str(manifest),
-        "store": str(store),
-        "namespace": prep.namespace,
-        "checkpoints": len(checkpoints),
-        "done": len(checkpoints) - len(todo),
-        "to_evaluate": [c.key for c in selected],
-        "metrics": prep.metrics(),
-        "executor": executor,
-    }
-    if dry_run:
-        if as_json:
-            print_json({**plan, "dry_run": True})
-        else:
-            _print_plan(plan)
-        return 0
-    if executor == "inline":
-        from bayes_l2l.evaluate.runner import run_checkpoints
-
-        report = run_checkpoints(prep, selected)
-        job_ids: list[str] = []
-    else:
-        from bayes_l2l.evaluate.executors import ClusterOptions, submit
-
-        opts = ClusterOptions(
+        cluster = ClusterOptions(
             partition=partition,
             gpus_per_node=gpus,
             cpus_per_task=cpus,
@@ -139,11 +78,29 @@ def eval_cmd(
             constraint=constraint,
             slurm_extra=parse_assignments(slurm_extra, "--slurm-extra"),
         )
-        job_ids, report = submit(prep, selected, executor, opts, log_dir or (store / "_jobs"), wait=wait)
-    out: dict[str, Any] = {**plan, "job_ids": job_ids}
-    if report is not None:
-        report.skipped = [c.key for c in checkpoints if c.key not in todo] + report.skipped
-        out.update(report.as_dict())
+    request = EvalRequest(
+        manifest=manifest,
+        config=config,
+        store=store,
+        runs=list(run or []),
+        limit=limit,
+        device=device,
+        batch_tokens=batch_tokens,
+        task_data=task_data,
+        progress=False if no_progress else None,
+        executor=executor,
+        cluster=cluster,
+        log_dir=log_dir,
+        wait=wait,
+    )
+    plan = plan_evaluation(request, dry_run=dry_run)
+    if dry_run:
+        if as_json:
+            print_json({**plan.to_dict(), "dry_run": True})
+        else:
+            _print_plan(plan.to_dict())
+        return 0
+    out, report = run_evaluation(plan)
     if as_json:
         print_json(out)
     else:
@@ -203,7 +160,8 @@ def table_cmd(
     as_json: bool = typer.Option(False, "--json", help="Print a JSON summary."),
 ) -> None:
     """Turn a result store into a LossTable file (or, without -o, summarise what the store holds)."""
-    from bayes_l2l.evaluate.store import ResultStore, accuracy_frame, pick_namespace, read_store
+    from bayes_l2l.evaluate.store import ResultStore, accuracy_frame, pick_namespace
+    from bayes_l2l.table import read_store
 
     for path in (output, accuracy):
         if path is not None:

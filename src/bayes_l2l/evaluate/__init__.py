@@ -17,7 +17,8 @@ from typing import Any
 
 from bayes_l2l.evaluate.config import EvalConfig, load_config
 from bayes_l2l.evaluate.manifest import Checkpoint, Manifest, expand, load_manifest
-from bayes_l2l.evaluate.store import ResultStore, read_store
+from bayes_l2l.evaluate.store import ResultStore
+from bayes_l2l.table import read_store
 
 __all__ = [
     "Checkpoint",

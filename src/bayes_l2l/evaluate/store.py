@@ -247,16 +247,15 @@ def accuracy_frame(ns: Namespace) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def read_store(root: str | Path, namespace: str | None = None) -> Any:
-    """The store's results as a validated :class:`bayes_l2l.table.LossTable`."""
-    from bayes_l2l.table import LossTable
-
+def store_frame(root: str | Path, namespace: str | None = None) -> tuple[pd.DataFrame, str]:
+    """The store's complete records as a loss-table frame, and its source label (``root (namespace K)``);
+    :meth:`bayes_l2l.table.LossTable.read` of a store folder validates it into a LossTable."""
     store = ResultStore(root)
     ns = pick_namespace(store, namespace)
     df = records_frame(ns)
     if df.empty:
         raise UserInputError(f"{ns.root}: no complete records yet; run `bayes-l2l eval` first")
-    return LossTable.from_frame(df, source=f"{root} (namespace {ns.key})")
+    return df, f"{root} (namespace {ns.key})"
 
 
 def _nan(v: Any) -> float:
