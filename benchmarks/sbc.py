@@ -208,8 +208,14 @@ def markdown(summary: dict[str, Any], args: argparse.Namespace, design: Design) 
         "# Simulation-based calibration (truths drawn from the prior)",
         "",
         f"Design: {len(design.points)} points, {design.n_conditions} conditions x {args.runs} runs x "
-        f"{args.checkpoints} checkpoints; NUTS {args.chains} x {args.draws} (+{args.warmup} warm-up), target "
-        f"accept {args.target_accept:g}. {summary['fitted']} of {summary['sims']} prior draws fitted "
+        f"{args.checkpoints} checkpoints; NUTS "
+        + (
+            "with the library's robust defaults (settings chosen per table and retried)"
+            if args.draws is None and args.target_accept is None
+            else f"{args.chains or 'policy'} x {args.draws or 'policy'} (+{args.warmup or 'policy'} warm-up), "
+            f"target accept {args.target_accept or 'policy'}"
+        )
+        + f". {summary['fitted']} of {summary['sims']} prior draws fitted "
         f"({len(summary['failed'])} not fittable), {summary['passing_gate']} pass the diagnostics gate; median "
         f"fit {summary['median_fit_s']:.1f} s. Machine: {platform.node()}, {time.strftime('%Y-%m-%d')}. "
         f"Command: `{' '.join(sys.argv)}`.",
