@@ -59,10 +59,9 @@ def build_question_design(
     where: Mapping[str, str] | None = None,
     **question_options: Any,
 ) -> Any:
-    """The design of a question on ``table`` (a LossTable or the path of one); ``question_options`` are the
-    other :class:`~bayes_l2l.design.Question` fields (unit, allow_mixed, max_x, min_fraction, ...)."""
+    """The design of a question on the LossTable ``table``; ``question_options`` are the other
+    :class:`~bayes_l2l.design.Question` fields (unit, allow_mixed, max_x, min_fraction, ...)."""
     from bayes_l2l.design import Question, build_design
-    from bayes_l2l.table import LossTable
 
     question = Question(
         x=x,
@@ -75,8 +74,6 @@ def build_question_design(
     stray = [f for f in question.base if f not in question.factors]
     if stray:
         raise UserInputError(f"--base names {', '.join(stray)}, which is not a --factor of this fit")
-    if not isinstance(table, LossTable):
-        table = LossTable.read(table)
     return build_design(table, question)
 
 

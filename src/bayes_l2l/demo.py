@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any
 
 from bayes_l2l.errors import UserInputError
-from bayes_l2l.posterior_files import is_posterior_folder, remove_posterior
 from bayes_l2l.simulate import SimulationSpec, simulate_table
 from bayes_l2l.table import LossTable
 
@@ -220,8 +219,6 @@ def run_demo(
     options = demo_options(quick)
     folder = out / "posterior"
     step(2, f"fit: NUTS on {design.n_conditions} conditions (sampler settings chosen from the table)")
-    if folder.is_dir() and not is_posterior_folder(folder):
-        remove_posterior(folder)  # leftovers of an interrupted save
     post, reused = fit_question(design, options, output=folder, overwrite=True, progress=progress)
     if not reused:
         say(f"  {post.diagnostics.get('attempts', '')}")
