@@ -9,8 +9,9 @@ Results render as tables in Jupyter (``_repr_html_``) and convert with ``to_data
 (``to_dict()`` is what the CLI prints with ``--json``). Bad input raises
 :class:`~bayes_l2l.errors.UserInputError`, a failed sampler is reported in ``diagnostics`` (and raised as
 :class:`~bayes_l2l.errors.DiagnosticsError` only by :meth:`Fit.raise_for_diagnostics`); nothing here prints:
-progress goes to a ``progress=`` callable (e.g. ``progress=print``). Losses are in the question's unit
-(nats/token unless ``unit=`` says otherwise).
+progress goes to a ``progress=`` callable (e.g. ``progress=print``). Losses are in the question's units:
+x's and y's each as the table stores them (``x_unit=`` / ``y_unit=`` pick one where it has several);
+gaps, ROPEs and intervals are in y's unit.
 """
 
 from __future__ import annotations
@@ -25,12 +26,21 @@ import numpy as np
 import pandas as pd
 
 from bayes_l2l import comparisons
-from bayes_l2l.comparisons import DEFAULT_ROPE
 from bayes_l2l.errors import DiagnosticsError, UserInputError
 from bayes_l2l.table import LossTable, read_table
 
 Progress = Callable[[str], None] | None
-QUESTION_OPTIONS = ("unit", "allow_mixed", "max_x", "min_fraction", "early_fraction", "early_weight")
+QUESTION_OPTIONS = (
+    "unit",
+    "x_unit",
+    "y_unit",
+    "convert_units",
+    "allow_mixed",
+    "max_x",
+    "min_fraction",
+    "early_fraction",
+    "early_weight",
+)
 """Keywords of :func:`fit` that shape the question (the rest are model and sampler options)."""
 
 
@@ -142,7 +152,7 @@ class Evidence:
 
     def _repr_html_(self) -> str:
         q = self.fit.design.question
-        lines = [f"{q.y} vs {q.x} ({q.unit}); ROPE {self.rope:g}", self.fit._diagnostics_line()]
+        lines = [f"{q.y} vs {q.x} ({q.units_label()}); ROPE {self.rope:g}", self.fit._diagnostics_line()]
         cols = ["factor", "level", "base", "gap_mean", "gap_lo90", "gap_hi90", "p_shift", "decision"]
         return _html_table("evidence", self.to_dataframe()[cols], lines)
 
@@ -347,7 +357,7 @@ class Fit:
         d = self.design
         q = d.question
         lines = [
-            f"{q.y} vs {q.x} ({q.unit}); factors: {', '.join(q.factors) or 'none'}; {len(d.points)} checkpoints, "
+            f"{q.y} vs {q.x} ({q.units_label()}); factors: {', '.join(q.factors) or 'none'}; {len(d.points)} checkpoints, "
             f"{d.n_runs} runs, {d.n_conditions} conditions; method {self.posterior.method}",
             self._diagnostics_line(),
             str(self.diagnostics.get("attempts", "")),
@@ -363,18 +373,19 @@ class Fit:
     def compare(
         self,
         *factors: str | Sequence[str],
-        rope: float = DEFAULT_ROPE,
+        rope: float | None = None,
         loo: bool = True,
         progress: Progress = None,
     ) -> Evidence:
         """Does changing each factor shift the curve? ``factors`` default to every factor of the fit.
-        ``rope``: region of practical equivalence of the gap (y's unit); ``loo``: leave-one-run-out elpd
+        ``rope``: region of practical equivalence of the gap (y's unit; default per unit, 0.02 nats/token,
+        docs/evidence.md); ``loo``: leave-one-run-out elpd
         against one shared curve (fitted once per factor; cached in :attr:`folder` when saved)."""
         names = [f for item in factors for f in _factors(item)] or list(self.design.factor_levels)
         contrasts, shared = comparisons.compare_factors(
             self.posterior, names, rope=rope, loo=loo, cache=self.folder, progress=progress
         )
-        return Evidence(self, contrasts, rope, shared)
+        return Evidence(self, contrasts, comparisons.check_rope(rope, self.question.y_unit), shared)
 
     def predict(
         self,
@@ -394,19 +405,24 @@ class Fit:
         if x is not None:
             xs = np.atleast_1d(np.asarray(x, dtype=float))
             if xs.size == 0 or not np.isfinite(xs).all() or (xs <= 0).any():
-                raise UserInputError(f"--x {x!r}: losses are positive finite numbers (in {q.unit})")
+                raise UserInputError(f"--x {x!r}: losses are positive finite numbers (in {q.x_unit})")
             labels: list[str | None] = [None] * xs.size
         else:
             t = _table(table)
-            series = t.metric_series(q.x, allow_mixed=q.allow_mixed, unit=q.unit)
-            if series.empty:
-                raise UserInputError(f"{t.source}: no {q.x} values in {q.unit} (the posterior's x axis)")
-            xs = series["value"].to_numpy(float)
-            labels = [f"{r}@{c}" for r, c in zip(series["run"], series["checkpoint"], strict=True)]
+            xs_frame, ys_frame = comparisons.observed_axes(t, q, require_y=False)
+            xs = xs_frame["value"].to_numpy(float)
+            labels = [f"{r}@{c}" for r, c in zip(xs_frame["run"], xs_frame["checkpoint"], strict=True)]
         df = predict(self.posterior, xs, dict(level or {}), run=run)
         df.insert(0, "checkpoint", labels)
+        if table is not None:
+            keys = ys_frame["run"].astype(str) + "@" + ys_frame["checkpoint"].astype(str)
+            observed = dict(zip(keys, ys_frame["value"], strict=True))
+            df.insert(df.columns.get_loc("mean"), "y_observed", df["checkpoint"].map(observed).astype(float))
+            df.insert(
+                df.columns.get_loc("mean") + 1, "residual_z", (df["y_observed"] - df["mean"]) / df["sd"]
+            )
         diag = comparisons.diagnostics_summary(self.diagnostics)
-        return Predictions(df, q.x, q.y, q.unit, diag)
+        return Predictions(df, q.x, q.y, q.y_unit, diag)
 
     def test(
         self,
@@ -414,7 +430,7 @@ class Fit:
         *,
         against: Mapping[str, str] | None = None,
         where: Mapping[str, str] | None = None,
-        rope: float = DEFAULT_ROPE,
+        rope: float | None = None,
         allow_mixed: bool = False,
     ) -> TestResult:
         """Do the checkpoints of the loss table ``new`` lie on the curve of ``against`` (FACTOR -> LEVEL,
@@ -436,7 +452,7 @@ class Fit:
         *,
         compare: Sequence[str] | None = None,
         evidence: Evidence | None = None,
-        rope: float = DEFAULT_ROPE,
+        rope: float | None = None,
         loo: bool = True,
         figures: str | Path | None = None,
         overwrite: bool = False,
@@ -455,7 +471,7 @@ class Fit:
             evidence = (
                 self.compare(*names, rope=rope, loo=loo, progress=progress)
                 if names
-                else Evidence(self, {}, rope)
+                else Evidence(self, {}, comparisons.check_rope(rope, self.question.y_unit))
             )
         return build_report(
             self.posterior,
@@ -535,7 +551,7 @@ def fit(
     the robust defaults (sampler settings chosen from the table and retried on failure, within a budget).
 
     ``where``: keep rows COLUMN == VALUE; ``base``: FACTOR -> base level. ``options``: the question's
-    (unit, allow_mixed, max_x, min_fraction, early_fraction, early_weight) and every option of
+    (unit, x_unit, y_unit, convert_units, allow_mixed, max_x, min_fraction, early_fraction, early_weight) and every option of
     :class:`~bayes_l2l.robust_fit.FitOptions` (method, chains, draws, warmup, seed, target_accept, mass,
     shape, run_offsets, effect_prior, compute, prior_ex, prior_ey, paper_mode, budget_s, retry): an option
     given is honoured as the first attempt. ``output``: a folder to save in (True: ``out/<question>/``);

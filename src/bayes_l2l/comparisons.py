@@ -42,9 +42,18 @@ def _say(progress: Progress, msg: str) -> None:
         progress(msg)
 
 
-def check_rope(rope: float) -> float:
+def check_rope(rope: float | None, unit: str | None = "nats/token") -> float:
+    """The ROPE to use: ``rope`` when given (a positive number in y's unit), else the default of ``unit``
+    (:func:`bayes_l2l.units.default_rope`: 0.02 nats/token; docs/evidence.md)."""
+    from bayes_l2l.units import default_rope
+
+    unit = unit or "nats/token"
+    if rope is None:
+        return default_rope(unit)
     if rope <= 0 or not math.isfinite(rope):
-        raise UserInputError(f"--rope {rope}: the ROPE must be a positive number of nats, e.g. 0.02")
+        raise UserInputError(
+            f"--rope {rope}: the ROPE must be a positive number in y's unit ({unit}), e.g. {default_rope(unit):g}"
+        )
     return rope
 
 
@@ -261,16 +270,22 @@ def compare_factors(
     post: Any,
     factors: list[str],
     *,
-    rope: float = DEFAULT_ROPE,
+    rope: float | None = None,
     loo: bool = True,
     cache: Path | None = None,
     progress: Progress = None,
+    min_support_points: int | None = None,
+    min_support_fraction: float | None = None,
 ) -> tuple[dict[str, list[Any]], dict[str, dict[str, Any]]]:
     """``evidence.compare_factor`` for each factor; with ``loo`` also the leave-one-run-out comparison
-    against the shared-curve fit (cached in ``cache``). Returns (contrasts per factor, shared-fit info)."""
+    against the shared-curve fit (cached in ``cache``). Returns (contrasts per factor, shared-fit info).
+    ``min_support_points`` / ``min_support_fraction``: the common support a decision needs (defaults in
+    :mod:`bayes_l2l.support`)."""
     from bayes_l2l.evidence import compare_factor, loo_runs, loo_unavailable
+    from bayes_l2l.support import reconcile
 
-    check_rope(rope)
+    rope = check_rope(rope, post.design.question.y_unit)
+    support_options = check_support_options(min_support_points, min_support_fraction)
     factors = list(dict.fromkeys(factors))
     unknown = [f for f in factors if f not in post.design.factor_levels]
     if unknown:
@@ -306,7 +321,7 @@ def compare_factors(
             warnings.filterwarnings(
                 "ignore", message="Estimated shape parameter of Pareto", category=UserWarning
             )
-            results[f] = compare_factor(post, f, rope=rope, shared=shared)
+            results[f] = compare_factor(post, f, rope=rope, shared=shared, **support_options)
         shared_problems = shared_info.get(f, {}).get("diagnostics", {}).get("problems") or []
         for c in results[f]:
             if unavailable is not None:
@@ -317,7 +332,22 @@ def compare_factors(
                     f"({'; '.join(shared_problems)}) — expected when the factor really shifts the curve, "
                     "since one curve then misfits"
                 )
+            c.reconciliation = reconcile(c.decision, c.elpd_diff, c.elpd_se, c.elpd_note)
     return results, shared_info
+
+
+def check_support_options(points: int | None, fraction: float | None) -> dict[str, Any]:
+    """The common-support minimum as keyword arguments of ``compare_factor`` (defaults where None)."""
+    from bayes_l2l.support import MIN_SUPPORT_FRACTION, MIN_SUPPORT_POINTS
+
+    points = MIN_SUPPORT_POINTS if points is None else points
+    fraction = MIN_SUPPORT_FRACTION if fraction is None else fraction
+    if points < 1 or not 0 <= fraction <= 1:
+        raise UserInputError(
+            f"--min-support-points {points} / --min-support-fraction {fraction}: give at least 1 checkpoint and "
+            "a fraction in [0, 1]"
+        )
+    return {"min_support_points": int(points), "min_support_fraction": float(fraction)}
 
 
 def diagnostics_summary(dg: dict[str, Any]) -> dict[str, Any]:
@@ -345,13 +375,16 @@ def evidence_payload(
                 "factor": f,
                 "base": d.factor_levels[f][0],
                 "contrasts": [c.to_dict() for c in contrasts],
+                "predictive": predictive_summary(contrasts),
                 "shared_fit": (shared_info or {}).get(f),
             }
         )
     out: dict[str, Any] = {
         "x": d.question.x,
         "y": d.question.y,
-        "unit": d.question.unit,
+        "unit": d.question.y_unit,
+        "x_unit": d.question.x_unit,
+        "y_unit": d.question.y_unit,
         "rope": rope,
         "simulated": is_simulated(post),
         "method": post.method,
@@ -366,6 +399,20 @@ def evidence_payload(
     if len(compares) > 1:
         out["ranking"] = rank_factors(compares).to_dict(orient="records")
     return out
+
+
+def predictive_summary(contrasts: list[Any]) -> dict[str, Any] | None:
+    """The factor's out-of-sample comparison, once: it is per factor (separate curves for all its levels vs
+    one shared curve), not per level, although every contrast carries a copy."""
+    if not contrasts:
+        return None
+    c = contrasts[0]
+    return {
+        "scope": "per factor: separate curves for every level vs one shared curve, leave-one-run-out",
+        "elpd_diff": c.elpd_diff,
+        "elpd_se": c.elpd_se,
+        "note": c.elpd_note,
+    }
 
 
 def fit_problems(
@@ -384,6 +431,22 @@ def fit_problems(
 
 
 # ------------------------------------------------------------------------------------------ new checkpoints
+def observed_axes(table: Any, q: Any, *, require_y: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """x and y series (run, checkpoint, value, unit, estimator) of a table in the units of question ``q``
+    (exact nats <-> bits conversion where the question allows it); without ``require_y`` a table that lacks
+    y gives an empty y frame."""
+    from bayes_l2l.design import axis_series
+
+    if require_y:
+        return axis_series(table, q)
+    xs, _ = axis_series(table, replace(q, y=q.x, y_unit=q.x_unit))
+    try:
+        _, ys = axis_series(table, q)
+    except UserInputError:
+        ys = pd.DataFrame({"run": [], "checkpoint": [], "value": []})
+    return xs, ys
+
+
 def read_new_checkpoints(
     post: Any, table: Any, where: Mapping[str, str] | None = None, *, allow_mixed: bool = False
 ) -> pd.DataFrame:
@@ -398,8 +461,7 @@ def read_new_checkpoints(
     name = table.source
     if where:
         table = table.where(**where)
-    xs = table.metric_series(q.x, allow_mixed=q.allow_mixed, unit=q.unit)
-    ys = table.metric_series(q.y, allow_mixed=q.allow_mixed, unit=q.unit)
+    xs, ys = observed_axes(table, q)
     if not (allow_mixed or q.allow_mixed):
         for axis, metric, series in (("x", q.x, xs), ("y", q.y, ys)):
             fitted = set(post.design.points[f"{axis}_estimator"].astype(str))
@@ -418,7 +480,7 @@ def read_new_checkpoints(
     )
     if pts.empty:
         raise UserInputError(
-            f"{name}: no checkpoint has both x={q.x} and y={q.y} in {q.unit} (the posterior's axes); "
+            f"{name}: no checkpoint has both x={q.x} and y={q.y} in {q.units_label()} (the posterior's axes); "
             "add those metrics to the table"
         )
     return pts
@@ -430,14 +492,14 @@ def test_against_curve(
     *,
     against: Mapping[str, str] | None = None,
     where: Mapping[str, str] | None = None,
-    rope: float = DEFAULT_ROPE,
+    rope: float | None = None,
     allow_mixed: bool = False,
 ) -> dict[str, Any]:
     """Do the checkpoints of ``table`` lie on the curve of the condition ``against`` (default: the base)? The
     JSON of `test`: gap with interval, P(shift), decision, per-checkpoint z, diagnostics."""
     from bayes_l2l.evidence import test_new_checkpoints
 
-    check_rope(rope)
+    rope = check_rope(rope, post.design.question.y_unit)
     pts = read_new_checkpoints(post, table, where, allow_mixed=allow_mixed)
     labels = [f"{r}@{c}" for r, c in zip(pts["run"], pts["checkpoint"], strict=True)]
     res = test_new_checkpoints(

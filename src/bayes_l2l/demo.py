@@ -129,7 +129,7 @@ def run_demo(
     factors: list[str] | None = None,
     where: dict[str, str] | None = None,
     quick: bool = False,
-    rope: float = 0.02,
+    rope: float | None = None,
     simulated: bool = False,
     progress: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
@@ -140,7 +140,13 @@ def run_demo(
     import matplotlib.pyplot as plt
 
     from bayes_l2l import plots
-    from bayes_l2l.comparisons import compare_factors, evidence_payload, fit_problems, fit_question
+    from bayes_l2l.comparisons import (
+        check_rope,
+        compare_factors,
+        evidence_payload,
+        fit_problems,
+        fit_question,
+    )
     from bayes_l2l.design import Question, build_design
     from bayes_l2l.jsonable import to_json
     from bayes_l2l.report import build_report
@@ -231,6 +237,7 @@ def run_demo(
         f"compare: {', '.join(compare) or 'no factor with two levels'}"
         + (" (no LOO: --quick)" if quick else ""),
     )
+    rope = check_rope(rope, post.design.question.y_unit)
     compares, shared_info = (
         compare_factors(post, compare, rope=rope, loo=not quick, cache=folder) if compare else ({}, {})
     )
@@ -287,4 +294,5 @@ def run_demo(
         "written": written,
         "posterior": post,
         "compares": compares,
+        "rope": rope,
     }

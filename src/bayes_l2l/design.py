@@ -8,7 +8,7 @@ interest; runs are nested in conditions; checkpoints (points) are nested in runs
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -16,7 +16,9 @@ import pandas as pd
 
 from bayes_l2l.contrasts import MISSING_LEVEL, choose_base, condition_labels
 from bayes_l2l.errors import UserInputError
+from bayes_l2l.support import factor_confounding, pooled_factors
 from bayes_l2l.table import LossTable
+from bayes_l2l.units import choose_unit, conversion_factor
 
 MIN_POINTS_PER_CONDITION = 3
 
@@ -30,7 +32,14 @@ class Question:
     factors: list[str] = field(default_factory=list)
     base: dict[str, str] = field(default_factory=dict)
     where: dict[str, str] = field(default_factory=dict)
-    unit: str = "nats/token"
+    unit: str | None = None
+    """Unit of both axes (shorthand for x_unit and y_unit; saved fits of before issue 25 set it)."""
+    x_unit: str | None = None
+    """x's unit; None takes the one the table stores x in (the first of units.PREFERENCE if several)."""
+    y_unit: str | None = None
+    """y's unit, the unit of every gap, ROPE and interval; None as for x_unit."""
+    convert_units: bool = False
+    """Read a requested unit from its exact partner (nats <-> bits of the same denominator)."""
     allow_mixed: bool = False
     max_x: float | None = None
     """Paper's early-checkpoint filter by loss threshold: drop checkpoints with x above this (nats)."""
@@ -39,6 +48,17 @@ class Question:
     early_fraction: float = 0.0
     """Checkpoints before this fraction of their run's training get likelihood weight ``early_weight``."""
     early_weight: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.unit is not None:
+            self.x_unit = self.x_unit or self.unit
+            self.y_unit = self.y_unit or self.unit
+
+    def units_label(self) -> str:
+        """'nats/token' when both axes share a unit, else 'x in U, y in V'."""
+        if self.x_unit == self.y_unit:
+            return str(self.y_unit)
+        return f"x in {self.x_unit}, y in {self.y_unit}"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -296,6 +316,41 @@ def index_conditions(
     return pts, conditions, runs
 
 
+def resolve_units(table: LossTable, question: Question) -> Question:
+    """A copy of ``question`` with x_unit and y_unit chosen from the units the table stores each metric in."""
+    units: dict[str, str] = {}
+    for axis, metric, requested in (("x", question.x, question.x_unit), ("y", question.y, question.y_unit)):
+        units[axis], _ = choose_unit(
+            table.metric_units(metric),
+            requested,
+            metric=metric,
+            axis=axis,
+            convert=question.convert_units,
+            source=table.source,
+        )
+    return replace(question, unit=None, x_unit=units["x"], y_unit=units["y"])
+
+
+def axis_series(table: LossTable, question: Question) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Per-checkpoint x and y values (columns run, checkpoint, value, unit, estimator) in the question's
+    units, converted exactly where ``convert_units`` allows it."""
+    out = []
+    for axis, metric, unit in (("x", question.x, question.x_unit), ("y", question.y, question.y_unit)):
+        use, read = choose_unit(
+            table.metric_units(metric),
+            unit,
+            metric=metric,
+            axis=axis,
+            convert=question.convert_units,
+            source=table.source,
+        )
+        series = table.metric_series(metric, allow_mixed=question.allow_mixed, unit=read)
+        if read != use:
+            series = series.assign(value=series["value"] * conversion_factor(read, use), unit=use)
+        out.append(series)
+    return out[0], out[1]
+
+
 def build_design(table: LossTable, question: Question) -> Design:
     """Select, join and index the table for ``question``; raise UserInputError with the fix on bad input."""
     source = table.source
@@ -306,14 +361,8 @@ def build_design(table: LossTable, question: Question) -> Design:
         raise UserInputError(
             f"{source}: factor(s) {', '.join(unknown)} not in the table; factors are: {', '.join(table.factors)}"
         )
-    xs = table.metric_series(question.x, allow_mixed=question.allow_mixed, unit=question.unit)
-    ys = table.metric_series(question.y, allow_mixed=question.allow_mixed, unit=question.unit)
-    if xs.empty or ys.empty:
-        which = "x" if xs.empty else "y"
-        raise UserInputError(
-            f"{source}: no {question.unit} values for the {which} metric "
-            f"'{question.x if which == 'x' else question.y}'; choose --unit or another metric"
-        )
+    question = resolve_units(table, question)
+    xs, ys = axis_series(table, question)
     ident = table.checkpoints()
     merged = xs.rename(columns={"value": "x", "unit": "x_unit", "estimator": "x_estimator"}).merge(
         ys.rename(columns={"value": "y", "unit": "y_unit", "estimator": "y_estimator"}),
@@ -385,6 +434,10 @@ def build_design(table: LossTable, question: Question) -> Design:
             f"{source}: condition {flat['condition'].iloc[0]} has no spread in x; a curve needs several x values"
         )
     warnings = list(table.warnings)
+    pooled = pooled_factors(pts, table.factors, question.factors)
+    if pooled:
+        warnings.append(pooled)
+    warnings += factor_confounding(pts, factor_levels)
     for col in ("x_estimator", "y_estimator"):
         est = sorted(pts[col].astype(str).unique())
         if len(est) > 1:

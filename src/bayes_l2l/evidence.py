@@ -25,6 +25,15 @@ from bayes_l2l.contrasts import matched_contrasts
 from bayes_l2l.errors import UserInputError
 from bayes_l2l.model import curve
 from bayes_l2l.posterior import Posterior
+from bayes_l2l.support import (
+    MIN_SUPPORT_FRACTION,
+    MIN_SUPPORT_POINTS,
+    common_support,
+    confounders,
+    describe_confounders,
+    run_attributes,
+    too_little_support,
+)
 
 DEFAULT_ROPE = 0.02
 DECISION_PROB = 0.95
@@ -32,7 +41,7 @@ GRID_POINTS = 60
 CI_PROB = 0.9
 
 
-NO_SUPPORT = "no common support"
+NO_SUPPORT = "not identifiable: too little common support"
 IN_DOUBT = "in doubt (sampler)"
 """The decision of every contrast of a fit whose sampler failed its diagnostics: its numbers are shown, but
 they may describe the chains rather than the posterior, so no "shift" / "no practical shift" is read off them."""
@@ -115,6 +124,20 @@ class ContrastResult:
     decision_if_converged: str | None = None
     """Where the fit failed its diagnostics (decision = IN_DOUBT): what the numbers would decide (for the
     calibration benchmarks' records); None otherwise."""
+    unit: str | None = None
+    """y's unit: that of every gap and of the ROPE."""
+    common_support: dict[str, Any] = field(default_factory=dict)
+    """Width of the common x support (x's unit), its share of the narrower x range, checkpoints of each side
+    inside it (:func:`bayes_l2l.support.common_support`)."""
+    decision_if_supported: str | None = None
+    """Where the common support is too small (decision = NO_SUPPORT): what the gap alone would decide."""
+    confounded_with: list[dict[str, Any]] = field(default_factory=list)
+    """Run-level columns whose values separate the two sides (:func:`bayes_l2l.support.confounders`)."""
+    held_fixed: dict[str, str] = field(default_factory=dict)
+    """What the contrast holds fixed: the matched factor levels and every run-level column constant on both
+    sides."""
+    reconciliation: str | None = None
+    """One statement that puts the decision and the out-of-sample comparison side by side."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -200,12 +223,20 @@ def _worst_condition_flag(post: Posterior, delta: str, conditions: list[str]) ->
 
 
 def compare_factor(
-    post: Posterior, factor: str, *, rope: float = DEFAULT_ROPE, shared: Posterior | None = None
+    post: Posterior,
+    factor: str,
+    *,
+    rope: float = DEFAULT_ROPE,
+    shared: Posterior | None = None,
+    min_support_points: int = MIN_SUPPORT_POINTS,
+    min_support_fraction: float = MIN_SUPPORT_FRACTION,
 ) -> list[ContrastResult]:
     """Every non-base level of ``factor`` against its base, on matched conditions.
 
     ``shared`` is the same model fitted without ``factor`` (one shared curve); when given, the out-of-sample
-    comparison (leave-one-run-out PSIS-LOO, runs held out together) fills elpd_diff and elpd_se.
+    comparison (leave-one-run-out PSIS-LOO, runs held out together) fills elpd_diff and elpd_se. A contrast
+    whose common x support is below ``min_support_points`` checkpoints a side or ``min_support_fraction`` of
+    the narrower x range is "not identifiable: too little common support" (:mod:`bayes_l2l.support`).
     """
     d = post.design
     if factor not in d.factor_levels:
@@ -214,12 +245,13 @@ def compare_factor(
             f"refit with --factor {factor}"
         )
     if rope <= 0:
-        raise UserInputError(f"--rope {rope}: the ROPE must be a positive number of nats")
+        raise UserInputError(f"--rope {rope}: the ROPE must be a positive number in y's unit")
     levels = d.factor_levels[factor]
     others = [f for f in d.factor_levels if f != factor]
     cond = d.conditions.copy()
     contrasts = matched_contrasts(cond, factor, others, base=levels[0])
     labels = cond["condition"].astype(str).tolist()
+    attributes = run_attributes(d.points, exclude=[factor, *others])
     elpd = loo_compare_runs(post, shared) if shared is not None else None
     results = []
     for con in contrasts:
@@ -253,18 +285,27 @@ def compare_factor(
         c_b = d.condition_of({**shared_lv, factor: con.base})
         lvl_label, base_label = labels[c_l], labels[c_b]
         gaps, support = gap_draws(post, c_l, c_b)
-        note = None
+        note, if_supported = None, None
+        support_info = common_support(d.points, c_l, c_b, support)
         if gaps is None:
-            note = (
-                "the two conditions' x ranges do not overlap, so no gap can be measured without extrapolating; "
-                "compare on an x where both have data, or test the level's checkpoints against the base curve "
-                "(`bayes-l2l test`, extrapolation flagged)"
-            )
             gap_mean_d = maxabs_d = np.full(1, np.nan)
             decision, p_shift, p_eq = NO_SUPPORT, float("nan"), float("nan")
         else:
             gap_mean_d, maxabs_d = gap_summary_draws(gaps)
             decision, p_shift, p_eq = decide(gap_mean_d, maxabs_d, rope)
+        thin = too_little_support(
+            support_info, min_points=min_support_points, min_fraction=min_support_fraction
+        )
+        if thin:
+            if_supported = None if gaps is None else decision
+            decision = NO_SUPPORT
+            note = (
+                f"too little common support: {thin}; a gap there is an extrapolation of the two curves, not "
+                "evidence. Compare on an x where both have data, or test the level's checkpoints against the "
+                "base curve (`bayes-l2l test`, extrapolation flagged)"
+            )
+        cidx = d.points["cond_idx"]
+        confounded, fixed = confounders(d.points, cidx == c_l, cidx == c_b, attributes)
         res = ContrastResult(
             factor=factor,
             level=con.level,
@@ -282,7 +323,17 @@ def compare_factor(
             decision=decision,
             params=_param_deltas(post, c_l, c_b),
             note=note,
+            unit=d.question.y_unit,
+            common_support=support_info,
+            decision_if_supported=if_supported,
+            confounded_with=confounded,
+            held_fixed={**shared_lv, **fixed},
         )
+        if confounded:
+            res.note = (res.note + "; " if res.note else "") + (
+                f"{con.level} vs {con.base} is confounded with {describe_confounders(confounded)}: the gap may "
+                f"be theirs as much as {factor}'s"
+            )
         if elpd is not None:
             res.elpd_diff, res.elpd_se, res.elpd_note = elpd["elpd_diff"], elpd["elpd_se"], elpd["note"]
         if not post.diagnostics.get("ok", True) and decision != NO_SUPPORT:
@@ -448,7 +499,7 @@ def predict(
     seed: int = 0,
     run: str | None = None,
 ) -> pd.DataFrame:
-    """Predicted y (nats) at ``x`` for the condition with ``levels`` (others at base): mean, 50% and 90%
+    """Predicted y (y's unit) at ``x`` for the condition with ``levels`` (others at base): mean, sd, 50% and 90%
     predictive intervals of a new run's checkpoint, the 90% interval of the curve itself, and whether x lies
     outside the condition's observed x range (extrapolation). With ``run`` (a fitted run; ``levels`` must
     then be empty), predictions are further checkpoints of that run: its condition and its own offset.
@@ -475,6 +526,8 @@ def predict(
     q = np.full((4, x.size), np.nan)
     fq = np.full((2, x.size), np.nan)
     mean = np.full(x.size, np.nan)
+    sd = np.full(x.size, np.nan)
+    sd[~undefined] = np.nanstd(pred, axis=0)
     q[:, ~undefined] = np.nanquantile(pred, [0.05, 0.25, 0.75, 0.95], axis=0)
     fq[:, ~undefined] = np.nanquantile(f, [0.05, 0.95], axis=0)
     mean[~undefined] = np.nanmean(pred, axis=0)
@@ -483,6 +536,7 @@ def predict(
             "condition": str(cond["condition"]),
             "x": x,
             "mean": mean,
+            "sd": sd,
             "lo50": q[1],
             "hi50": q[2],
             "lo90": q[0],

@@ -201,6 +201,20 @@ class LossTable:
             return spec, parts
         return spec, (spec,)
 
+    def metric_units(self, spec: str) -> list[str]:
+        """Units a metric (or every component of an average) is stored in; LossTableError if it is absent."""
+        name, parts = self.resolve_metric(spec)
+        present = set(self.df["metric"])
+        missing = [p for p in parts if p not in present]
+        if missing:
+            raise LossTableError(
+                f"{self.source}: metric(s) {', '.join(missing)} not in the table (needed for '{name}'); "
+                f"metrics present: {', '.join(self.metrics)}"
+            )
+        per_part = self.df[self.df["metric"].isin(parts)].groupby("metric")["unit"].agg(set)
+        common = set.intersection(*per_part.tolist())
+        return sorted(common) if common else sorted(set.union(*per_part.tolist()))
+
     def metric_series(self, spec: str, *, allow_mixed: bool = False, unit: str | None = None) -> pd.DataFrame:
         """Per-checkpoint values of a metric or an average: columns run, checkpoint, value, unit, estimator.
 

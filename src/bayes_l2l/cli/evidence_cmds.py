@@ -21,9 +21,12 @@ from bayes_l2l.cli.render import (
     report_problems,
     say,
 )
-from bayes_l2l.comparisons import DEFAULT_ROPE
 from bayes_l2l.errors import UserInputError
 from bayes_l2l.posterior_files import is_posterior_folder
+
+ROPE_HELP = (
+    "Region of practical equivalence in y's unit (default: 0.02 nats/token or its per-unit equivalent)."
+)
 
 
 def fit_or_load(
@@ -86,7 +89,7 @@ def compare_command(
     factor: Annotated[
         list[str], typer.Option("--factor", help="Factor to compare (repeatable: also ranks).")
     ],
-    rope: Annotated[float, typer.Option(help="Region of practical equivalence, nats.")] = DEFAULT_ROPE,
+    rope: Annotated[float | None, typer.Option(help=ROPE_HELP)] = None,
     loo: Annotated[
         bool,
         typer.Option("--loo/--no-loo", help="Leave-one-run-out elpd vs one shared curve (fits it once)."),
@@ -129,7 +132,7 @@ def compare_command(
     if json_out:
         print_json(ev.to_dict())
     else:
-        print_compare(fit.posterior, ev.contrasts, rope)
+        print_compare(fit.posterior, ev.contrasts, ev.rope)
     return finish(fit, ev.problems, ev.warnings)
 
 
@@ -142,7 +145,7 @@ def test_command(
         typer.Option("--against", help="Curve to test against, FACTOR=LEVEL (default: base)."),
     ] = None,
     where: Annotated[list[str] | None, typer.Option("--where", help="Keep new rows COLUMN=VALUE.")] = None,
-    rope: Annotated[float, typer.Option(help="Region of practical equivalence, nats.")] = DEFAULT_ROPE,
+    rope: Annotated[float | None, typer.Option(help=ROPE_HELP)] = None,
     allow_mixed: Annotated[
         bool, typer.Option(help="Accept new losses measured with another estimator than the fit's.")
     ] = False,
@@ -223,7 +226,7 @@ def report_command(
     figures: Annotated[
         Path | None, typer.Option("--figures", help="Also write PNG + SVG figures here.")
     ] = None,
-    rope: Annotated[float, typer.Option(help="Region of practical equivalence, nats.")] = DEFAULT_ROPE,
+    rope: Annotated[float | None, typer.Option(help=ROPE_HELP)] = None,
     loo: Annotated[bool, typer.Option("--loo/--no-loo", help="LOO by run vs one shared curve.")] = True,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing report / figures.")] = False,
 ) -> int:
@@ -259,7 +262,7 @@ def demo_command(
     quick: Annotated[
         bool, typer.Option("--quick", help="Small data and short chains; no LOO (a smoke run).")
     ] = False,
-    rope: Annotated[float, typer.Option(help="Region of practical equivalence, nats.")] = DEFAULT_ROPE,
+    rope: Annotated[float | None, typer.Option(help=ROPE_HELP)] = None,
 ) -> int:
     """The main job: import -> fit -> compare -> figures -> report, into OUT (report.html, evidence.json,
     figures/, posterior/). Without --table: the project's own measured mini study (data/mini_study.parquet);
@@ -280,7 +283,7 @@ def demo_command(
             progress=progress,
         )
     if result["compares"]:
-        print_compare(result["posterior"], result["compares"], rope)
+        print_compare(result["posterior"], result["compares"], result["rope"])
     say(f"wrote {escape(', '.join(result['written']))}")
     report_problems(result["problems"], str(out))
     return 0

@@ -37,7 +37,10 @@ def _auto(value: str) -> str | None:
 class FitCommandOptions:
     """The shared options as the command line gave them."""
 
-    unit: str
+    unit: str | None
+    x_unit: str | None
+    y_unit: str | None
+    convert_units: bool
     allow_mixed: bool
     max_x: float | None
     min_fraction: float | None
@@ -66,6 +69,9 @@ class FitCommandOptions:
             raise UserInputError("--early-fraction must be in [0, 1) and --early-weight in (0, 1]")
         return {
             "unit": self.unit,
+            "x_unit": self.x_unit,
+            "y_unit": self.y_unit,
+            "convert_units": self.convert_units,
             "allow_mixed": self.allow_mixed,
             "max_x": self.max_x,
             "min_fraction": self.min_fraction,
@@ -98,7 +104,33 @@ class FitCommandOptions:
 
 
 _OPTIONS: dict[str, tuple[Any, Any]] = {
-    "unit": (Annotated[str, typer.Option(help="Unit of both axes: nats/token or bits/byte.")], "nats/token"),
+    "unit": (
+        Annotated[str | None, typer.Option(help="Unit of both axes (shorthand for --x-unit U --y-unit U).")],
+        None,
+    ),
+    "x_unit": (
+        Annotated[
+            str | None,
+            typer.Option(help="x's unit when the table stores x in several (default: the one it has)."),
+        ],
+        None,
+    ),
+    "y_unit": (
+        Annotated[
+            str | None,
+            typer.Option(help="y's unit, that of every gap and the ROPE (default: the one the table has)."),
+        ],
+        None,
+    ),
+    "convert_units": (
+        Annotated[
+            bool,
+            typer.Option(
+                "--convert-units", help="Convert nats <-> bits of the same denominator where asked."
+            ),
+        ],
+        False,
+    ),
     "allow_mixed": (
         Annotated[bool, typer.Option(help="Allow averages over different estimators.")],
         False,
