@@ -289,6 +289,7 @@ def _apply(data: pd.DataFrame, spec: dict[str, Any], path: Path, mapping: Path) 
         factor_cols.append(str(name))
     if "rename_levels" in spec:
         extras.rename_levels(frame, spec["rename_levels"], factor_cols, mapping)
+    extras.check_sparse_factors(frame, factor_cols, source, mapping)
     keep = [c for c in ("run", "checkpoint", "step", "tokens", "params") if c in frame.columns] + factor_cols
     if "metrics" in spec:
         long, missing = _wide(data, frame, spec["metrics"], keep, res, mapping)

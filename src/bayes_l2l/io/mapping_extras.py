@@ -22,7 +22,7 @@ import pandas as pd
 
 from bayes_l2l.errors import UserInputError
 
-FILENAME_KEYS = {"pattern", "on"}
+FILENAME_KEYS = {"pattern", "against"}
 FILL_KEYS = {"forward", "within"}
 SEPARATORS = {",": "comma", ";": ";", "\t": "tab", "|": "|"}
 
@@ -95,9 +95,9 @@ def filename_fields(path: Path, section: object, mapping: Path) -> dict[str, str
             f"{mapping}: unknown key(s) {', '.join('from_filename.' + k for k in unknown)}; allowed here: "
             f"{', '.join(sorted(FILENAME_KEYS))}"
         )
-    on = section.get("on", "name")
+    on = section.get("against", "name")
     if on not in ("name", "path"):
-        raise UserInputError(f"{mapping}: key 'from_filename.on' must be 'name' or 'path', not {on!r}")
+        raise UserInputError(f"{mapping}: key 'from_filename.against' must be 'name' or 'path', not {on!r}")
     try:
         regex = re.compile(str(section["pattern"]))
     except re.error as exc:
@@ -228,3 +228,18 @@ def one_column_hint(frame: pd.DataFrame, sep: str, path: Path, mapping: Path) ->
             f"{path}: read as one column with sep={sep!r}, but the file looks {SEPARATORS[s]}-separated; "
             f"set read: {{sep: '{shown}'}} in {mapping}"
         )
+
+
+def check_sparse_factors(frame: pd.DataFrame, factors: list[str], source: str, mapping: Path) -> None:
+    """Refuse a factor that is empty on some rows of a run and set on others (a sparse column not filled)."""
+    for col in factors:
+        empty = frame[col].isna() | (frame[col].astype("string").str.strip() == "").fillna(False)
+        partial = empty.groupby(frame["run"], sort=False).agg(lambda s: bool(s.any() and not s.all()))
+        if partial.any():
+            run = partial.index[partial.to_numpy().argmax()]
+            rows = [int(i) + 1 for i in frame.index[(frame["run"] == run) & empty][:3]]
+            raise UserInputError(
+                f"{source}: factor '{col}' of {mapping} is empty in data row(s) {', '.join(map(str, rows))} of "
+                f"run '{run}' but set on its other rows; list its column under fill: {{forward: [...]}} "
+                "(values logged once per run) or fill the cells"
+            )
