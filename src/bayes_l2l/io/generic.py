@@ -415,7 +415,11 @@ def _long(
     values = (_transform(section.get("transform"), "long.transform", mapping) or (lambda v: v))(raw)
     out["value"] = values
     for col in ("unit", "estimator"):
-        out[col] = _per_metric(section, col, names, out["metric"], keep_rows, res, mapping)
+        base = res.field(section[col], f"long.{col}", bare_is_column=False) if col in section else None
+        per = section.get(f"{col}s")
+        out[col] = extras.per_metric(
+            base, per, col, names, out["metric"], keep_rows, section["metric"], mapping
+        )
     bad_unit = keep_rows & ~out["unit"].isin(UNITS)
     if bad_unit.any():
         raise UserInputError(
@@ -435,39 +439,3 @@ def _long(
     out = out[~empty].copy()
     out["kind"] = out["metric"].map(kind_of)
     return out, notes
-
-
-def _per_metric(
-    section: dict[str, Any],
-    col: str,
-    names: pd.Series,
-    metrics: pd.Series,
-    keep_rows: pd.Series,
-    res: _Resolver,
-    mapping: Path,
-) -> pd.Series:
-    """``long.unit`` / ``long.estimator`` (constant or {column: C}), overridden per metric by
-    ``long.units`` / ``long.estimators`` (keys: source metric names or canonical ids)."""
-    key = f"long.{col}s"
-    if col in section:
-        out = res.field(section[col], f"long.{col}", bare_is_column=False).astype(object)
-    else:
-        out = pd.Series([None] * len(names), index=names.index, dtype=object)
-    per = section.get(f"{col}s") or {}
-    if not isinstance(per, dict):
-        raise UserInputError(f"{mapping}: key '{key}' must map metric names or ids to a {col}")
-    for name, value in per.items():
-        hit = (names == str(name)).fillna(False) | (metrics == str(name)).fillna(False)
-        if not hit.any():
-            raise UserInputError(
-                f"{mapping}: key '{key}.{name}': no metric named {name!r} in column '{section['metric']}' "
-                "(give the source name or the canonical id)"
-            )
-        out[hit] = value
-    unset = keep_rows & out.isna()
-    if unset.any():
-        bad = sorted(set(names[unset].astype(str)))[:5]
-        raise UserInputError(
-            f"{mapping}: metric(s) {', '.join(bad)} have no {col}; add them to {key} or set long.{col}"
-        )
-    return out

@@ -243,3 +243,37 @@ def check_sparse_factors(frame: pd.DataFrame, factors: list[str], source: str, m
                 f"run '{run}' but set on its other rows; list its column under fill: {{forward: [...]}} "
                 "(values logged once per run) or fill the cells"
             )
+
+
+def per_metric(
+    base: pd.Series | None,
+    per: object,
+    col: str,
+    names: pd.Series,
+    metrics: pd.Series,
+    keep_rows: pd.Series,
+    metric_column: str,
+    mapping: Path,
+) -> pd.Series:
+    """Long input: ``long.unit`` / ``long.estimator`` (``base``, or None) overridden per metric by
+    ``long.units`` / ``long.estimators`` (``per``; keys: source metric names or canonical ids)."""
+    key = f"long.{col}s"
+    out = base.astype(object) if base is not None else pd.Series([None] * len(names), index=names.index)
+    per = per or {}
+    if not isinstance(per, dict):
+        raise UserInputError(f"{mapping}: key '{key}' must map metric names or ids to a {col}")
+    for name, value in per.items():
+        hit = (names == str(name)).fillna(False) | (metrics == str(name)).fillna(False)
+        if not hit.any():
+            raise UserInputError(
+                f"{mapping}: key '{key}.{name}': no metric named {name!r} in column '{metric_column}' "
+                "(give the source name or the canonical id)"
+            )
+        out[hit] = value
+    unset = keep_rows & out.isna()
+    if unset.any():
+        bad = sorted(set(names[unset].astype(str)))[:5]
+        raise UserInputError(
+            f"{mapping}: metric(s) {', '.join(bad)} have no {col}; add them to {key} or set long.{col}"
+        )
+    return out
