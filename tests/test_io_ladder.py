@@ -334,3 +334,11 @@ def test_ladder_fixture_is_what_the_generator_writes(tmp_path: Path) -> None:
     for path in written:
         committed = LADDER / "runs" / path.relative_to(tmp_path)
         assert committed.read_text() == path.read_text(), committed
+
+
+def test_docs_worked_example_is_the_fixture_mapping() -> None:
+    import yaml
+
+    doc = (Path(__file__).parents[1] / "docs" / "mapping.md").read_text()
+    block = doc.split("### Worked example")[1].split("```yaml\n")[1].split("```")[0]
+    assert yaml.safe_load(block) == yaml.safe_load((LADDER / "mapping.yaml").read_text())
