@@ -193,3 +193,65 @@ def test_import_refuses_to_overwrite_unless_told(tmp_path: Path, capsys) -> None
     assert main([*argv, "--overwrite"]) == 0
     assert len(LossTable.read(out)) == 2
     assert LossTable.read(out).warnings  # the no-tokenizer warning travels with the parquet file
+
+
+# ------------------------------------------------------------------------------------------ output paths
+LADDER = Path(__file__).parent / "fixtures" / "ladder"
+
+
+def test_import_ladder_with_a_quoted_glob(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "ladder.parquet"
+    argv = [
+        "import",
+        "-f",
+        "generic",
+        str(LADDER / "runs" / "*" / "*.csv"),
+        "-m",
+        str(LADDER / "mapping.yaml"),
+    ]
+    assert main([*argv, "-o", str(out), "--json"]) == 0
+    summary = _json(capsys)
+    assert summary["checkpoints"] == 96 and summary["runs"] == 12
+    assert summary["metrics"] == ["test/hellaswag", "val/c4"]
+
+
+@pytest.mark.parametrize(
+    ("target", "message"),
+    [
+        ("{tmp}", "-o {tmp}: is a folder; name a file such as {tmp}/table.parquet"),
+        (
+            "{tmp}/newdir",
+            "-o {tmp}/newdir: has no file suffix; name a file such as {tmp}/newdir/table.parquet",
+        ),
+        ("{tmp}/afile/x.parquet", "-o {tmp}/afile/x.parquet: {tmp}/afile is a file, not a folder"),
+        ("{tmp}/afile/deeper/x.parquet", "{tmp}/afile is a file, not a folder"),
+        ("/proc/x.parquet", "-o /proc/x.parquet: cannot create files in /proc"),
+    ],
+)
+def test_import_checks_the_output_path_before_reading(
+    tmp_path: Path, capsys, target: str, message: str
+) -> None:
+    (tmp_path / "afile").write_text("x")
+    # the input does not exist: the output path is refused first
+    argv = ["import", "-f", "generic", str(tmp_path / "missing.csv"), "-o", target.format(tmp=tmp_path)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message.format(tmp=tmp_path) in " ".join(err.split()), err
+    assert "Traceback" not in err
+
+
+def test_check_writable(tmp_path: Path) -> None:
+    from bayes_l2l.errors import UserInputError
+    from bayes_l2l.io.output_paths import check_writable
+
+    assert (
+        check_writable(tmp_path / "new" / "deeper" / "t.parquet", "-o")
+        == tmp_path / "new" / "deeper" / "t.parquet"
+    )
+    assert not (tmp_path / "new").exists()  # nothing is created
+    existing = tmp_path / "t.csv"
+    existing.write_text("x")
+    assert check_writable(existing) == existing and existing.read_text() == "x"
+    assert list(tmp_path.iterdir()) == [existing]  # the write test leaves no file behind
+    with pytest.raises(UserInputError, match=r"^--posterior .*: is a folder"):
+        check_writable(tmp_path, "--posterior")

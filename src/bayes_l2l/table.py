@@ -43,13 +43,19 @@ OPTIONAL_COLUMNS: tuple[str, ...] = ("n", "stderr")
 REQUIRED_COLUMNS: tuple[str, ...] = ("run", "checkpoint", *MEASUREMENT_COLUMNS)
 NUMERIC_IDENTITY: tuple[str, ...] = ("step", "tokens", "params")
 
-UNITS: tuple[str, ...] = ("nats/token", "bits/byte")
+UNITS: tuple[str, ...] = ("nats/token", "bits/byte", "nats/byte", "bits/token")
 KINDS: tuple[str, ...] = ("validation", "test")
 KIND_OF_PREFIX = {"val": "validation", "test": "test"}
 METRIC_PATTERN = re.compile(r"^(val|test)/[a-z0-9]+(?:_[a-z0-9]+)*$")
 # Plausibility bounds per unit: a loss outside them is almost surely in the wrong unit (an accuracy, a
 # percentage, a perplexity) rather than a real loss. Perplexities of small LMs reach ~1e4 -> ln = 9.2.
-PLAUSIBLE_RANGE = {"nats/token": (0.0, 25.0), "bits/byte": (0.0, 16.0)}
+# nats/byte and bits/token: the same bounds converted (x ln 2, / ln 2).
+PLAUSIBLE_RANGE = {
+    "nats/token": (0.0, 25.0),
+    "bits/byte": (0.0, 16.0),
+    "nats/byte": (0.0, 11.1),
+    "bits/token": (0.0, 36.1),
+}
 
 # Named averages (documented in docs/table.md). The paper's Figure-style axes: the mean of its 5 validation
 # corpora and the mean of the 7 cloze tasks that lm-eval scores offline here.

@@ -13,6 +13,7 @@ from bayes_l2l.cli.common import app, console, err_console, parse_assignments, p
 from bayes_l2l.errors import UserInputError, check_output_file
 from bayes_l2l.io import FORMATS, import_table
 from bayes_l2l.io.describe import describe
+from bayes_l2l.io.output_paths import check_writable
 from bayes_l2l.table import LossTable
 
 OUTPUT_SUFFIXES = (".parquet", ".pq", ".csv")
@@ -20,7 +21,10 @@ OUTPUT_SUFFIXES = (".parquet", ".pq", ".csv")
 
 @app.command("import")
 def import_cmd(
-    paths: list[Path] = typer.Argument(..., help="Input file(s) or folder(s) of one format (concatenated)."),
+    paths: list[Path] = typer.Argument(
+        ...,
+        help="Input file(s) or folder(s) of one format (concatenated); quoted globs like 'runs/*.csv' work.",
+    ),
     fmt: str = typer.Option(..., "--format", "-f", help=f"Input format: {', '.join(FORMATS)}."),
     output: Path = typer.Option(
         ..., "--output", "-o", help="Table to write: .parquet (keeps warnings) or .csv."
@@ -42,6 +46,12 @@ def import_cmd(
     as_json: bool = typer.Option(False, "--json", help="Print a JSON summary instead of tables."),
 ) -> None:
     """Import a loss table measured elsewhere into the LossTable format."""
+    output = check_writable(output, "-o")
+    if not output.suffix:
+        raise UserInputError(
+            f"-o {output}: has no file suffix; name a file such as {output / 'table.parquet'} or "
+            f"{output.with_suffix('.parquet')}"
+        )
     if output.suffix.lower() not in OUTPUT_SUFFIXES:
         raise UserInputError(f"-o {output}: unknown output format '{output.suffix}'; use .parquet or .csv")
     check_output_file(output, overwrite)

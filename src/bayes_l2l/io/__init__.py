@@ -1,11 +1,12 @@
 """Importers: loss tables measured elsewhere -> validated :class:`~bayes_l2l.table.LossTable`.
 
 ``FORMATS`` maps a format name to a reader of ONE path; :func:`import_table` reads several paths of one
-format, concatenates them and validates the result. See docs/mapping.md for each format.
+format (glob patterns such as ``runs/*.csv`` are expanded), concatenates them and validates the result. See docs/mapping.md for each format.
 """
 
 from __future__ import annotations
 
+import glob
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,24 @@ OPTIONS: dict[str, frozenset[str]] = {
     "generic": frozenset({"mapping"}),
 }
 _RESERVED = set(IDENTITY_COLUMNS) | set(MEASUREMENT_COLUMNS) | set(OPTIONAL_COLUMNS)
+_GLOB_CHARS = set("*?[")
+
+
+def expand_paths(paths: Sequence[str | Path]) -> list[Path]:
+    """Paths as given; a path that does not exist and holds ``*``, ``?`` or ``[`` is a glob pattern,
+    replaced by the files it matches in sorted order (``runs/*.csv``, ``runs/**/*.csv``). A pattern that
+    matches nothing raises :class:`UserInputError`."""
+    out: list[Path] = []
+    for p in paths:
+        text = str(p)
+        if Path(text).exists() or not (_GLOB_CHARS & set(text)):
+            out.append(Path(text))
+            continue
+        found = sorted(glob.glob(text, recursive=True))
+        if not found:
+            raise UserInputError(f"{text}: no file matches this pattern")
+        out.extend(Path(f) for f in found)
+    return out
 
 
 def import_table(
@@ -69,7 +88,7 @@ def import_table(
             f"--format {fmt} does not take {', '.join('--' + u for u in unknown)}"
             + (f"; it takes {', '.join('--' + o for o in sorted(OPTIONS[fmt]))}" if OPTIONS[fmt] else "")
         )
-    tables = [FORMATS[fmt](Path(p), **given) for p in paths]
+    tables = [FORMATS[fmt](p, **given) for p in expand_paths(paths)]
     if len(tables) == 1 and not factors:
         return tables[0]
     source = ", ".join(t.source for t in tables)
@@ -89,4 +108,4 @@ def import_table(
     return LossTable.from_frame(frame, source=source, warnings=warnings)
 
 
-__all__ = ["FORMATS", "OPTIONS", "Reader", "import_table"]
+__all__ = ["FORMATS", "OPTIONS", "Reader", "expand_paths", "import_table"]

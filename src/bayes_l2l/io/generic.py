@@ -3,7 +3,9 @@
 Without a mapping the file must already be a LossTable (the columns of docs/table.md) and is read as is.
 With a mapping, source columns are mapped to identity, factor and metric columns, for wide input (one
 column per metric, section ``metrics``) or long input (a metric-name column and a value column, section
-``long``). Every mapping error names the mapping file and the key.
+``long``). Ladder-style extras (file-name fields, templates, forward-fill, level renames, count labels such
+as '1.2B') live in :mod:`bayes_l2l.io.mapping_extras` and :mod:`bayes_l2l.io.labels`. Every mapping error
+names the mapping file and the key.
 """
 
 from __future__ import annotations
@@ -18,7 +20,9 @@ import pandas as pd
 import yaml
 
 from bayes_l2l.errors import UserInputError
+from bayes_l2l.io import mapping_extras as extras
 from bayes_l2l.io.common import MetricSpec, finish, kind_of, missing_cells_warning, wide_to_long
+from bayes_l2l.io.labels import PARSERS
 from bayes_l2l.table import IDENTITY_COLUMNS, METRIC_PATTERN, UNITS, LossTable, canonical_metric_id
 
 
@@ -35,10 +39,24 @@ TRANSFORMS: dict[str, Callable[[pd.Series], pd.Series]] = {
     "negate": lambda v: -v,
     "perplexity_to_nats": _log_positive,
 }
-TOP_KEYS = {"identity", "factors", "metrics", "long", "read"}
+TOP_KEYS = {"identity", "factors", "metrics", "long", "read", "from_filename", "fill", "rename_levels"}
 IDENTITY_KEYS = set(IDENTITY_COLUMNS)
 WIDE_KEYS = {"column", "unit", "estimator", "transform", "n", "stderr"}
-LONG_KEYS = {"metric", "value", "unit", "estimator", "transform", "n", "stderr", "kind", "rename", "drop"}
+LONG_KEYS = {
+    "metric",
+    "value",
+    "unit",
+    "units",
+    "estimator",
+    "estimators",
+    "transform",
+    "n",
+    "stderr",
+    "kind",
+    "rename",
+    "drop",
+}
+ENTRY_KEYS = {"value", "column", "template", "parse"}
 READ_KEYS = {"sep"}
 
 
@@ -105,7 +123,12 @@ def _read_data(path: Path, read: dict[str, Any], mapping: Path) -> pd.DataFrame:
         if suffix in (".parquet", ".pq"):
             return pd.read_parquet(path)
         if suffix in (".csv", ".tsv", ".txt"):
-            return pd.read_csv(path, sep=read.get("sep", "\t" if suffix == ".tsv" else ","))
+            sep = read.get("sep") or extras.sniff_sep(path, "\t" if suffix == ".tsv" else ",")
+            frame = pd.read_csv(path, sep=sep)
+            extras.one_column_hint(frame, sep, path, mapping)
+            return frame
+    except UserInputError:
+        raise
     except Exception as exc:  # noqa: BLE001 - any parser failure is a problem with the user's file
         raise UserInputError(f"{path}: could not be read ({exc}); check read.sep in {mapping}") from exc
     raise UserInputError(f"{path}: unknown file type '{suffix}'; use .csv, .tsv or .parquet")
@@ -126,16 +149,47 @@ class _Resolver:
             )
         return self.data[name]
 
+    def template(self, template: object, key: str) -> pd.Series:
+        """``{template: "{size}-{budget}"}``: fields name columns (or from_filename groups)."""
+        if not isinstance(template, str):
+            raise UserInputError(f"{self.mapping}: key '{key}' must be a string like '{{size}}-{{budget}}'")
+        fields = extras.template_fields(template, key, self.mapping)
+        for f in fields:
+            self.column(f, f"{key} (field {{{f}}})")
+        return extras.render_template(self.data, template, fields)
+
     def field(self, entry: object, key: str, *, bare_is_column: bool) -> pd.Series:
-        """Bare strings are columns (identity, factors) or constants (unit, estimator, kind)."""
+        """Bare strings are columns (identity, factors) or constants (unit, estimator, kind).
+
+        Where bare strings are columns, a list ``[a, b]`` joins columns with '-' and a mapping may be
+        ``{column: C}``, ``{template: "{a}_{b}"}`` (with optional ``parse: count``) or ``{value: X}``.
+        """
         if isinstance(entry, dict):
-            if set(entry) == {"value"}:
+            unknown = sorted(set(map(str, entry)) - ENTRY_KEYS)
+            sources = [k for k in ("value", "column", "template") if k in entry]
+            if unknown or len(sources) != 1 or ("parse" in entry and sources == ["value"]):
+                raise UserInputError(
+                    f"{self.mapping}: key '{key}' must be a column name, {{value: X}}, {{column: C}} or "
+                    "{template: '{a}-{b}'}" + (" (with optional parse: count)" if bare_is_column else "")
+                )
+            if sources == ["value"]:
                 return pd.Series([entry["value"]] * len(self.data), index=self.data.index)
-            if set(entry) == {"column"}:
-                return self.column(entry["column"], f"{key}.column")
-            raise UserInputError(
-                f"{self.mapping}: key '{key}' must be a column name, {{value: X}} or {{column: C}}"
-            )
+            if sources == ["column"]:
+                out = self.column(entry["column"], f"{key}.column")
+                what = repr(entry["column"])
+            else:
+                out = self.template(entry["template"], f"{key}.template")
+                what = f"template {entry['template']!r}"
+            if "parse" in entry:
+                if entry["parse"] not in PARSERS:
+                    raise UserInputError(
+                        f"{self.mapping}: key '{key}.parse': unknown parser {entry['parse']!r}; use one of "
+                        f"{', '.join(PARSERS)}"
+                    )
+                out = PARSERS[entry["parse"]](out, source=str(self.path), column=what, key=key)
+            return out
+        if bare_is_column and isinstance(entry, list) and entry and all(isinstance(c, str) for c in entry):
+            return self.template("-".join(f"{{{c}}}" for c in entry), key)
         if bare_is_column:
             return self.column(entry, key)
         if entry is None or isinstance(entry, list):
@@ -167,7 +221,29 @@ def _unit(entry: object, key: str, mapping: Path) -> str:
     return str(entry)
 
 
+def _prepare(data: pd.DataFrame, spec: dict[str, Any], path: Path, mapping: Path) -> pd.DataFrame:
+    """Add the file-name columns, then forward-fill (columns of the run id down the file, others per run)."""
+    data = data.reset_index(drop=True)
+    if "from_filename" in spec:
+        data = extras.add_filename_fields(data, path, spec["from_filename"], mapping)
+    if "fill" not in spec:
+        return data
+    cols, within = extras.fill_spec(spec["fill"], mapping)
+    extras.check_fill_columns(data, cols, path, mapping)
+    run_cols = set(extras.entry_columns(spec["identity"]["run"], "identity.run", mapping))
+    first = [c for c in cols if within == "file" or c in run_cols]
+    data = extras.forward_fill(data, first, None)
+    rest = [c for c in cols if c not in first]
+    if rest:
+        runs = _Resolver(data, path, mapping).field(
+            spec["identity"]["run"], "identity.run", bare_is_column=True
+        )
+        data = extras.forward_fill(data, rest, runs.astype("string"))
+    return data
+
+
 def _apply(data: pd.DataFrame, spec: dict[str, Any], path: Path, mapping: Path) -> LossTable:
+    data = _prepare(data, spec, path, mapping)
     res = _Resolver(data, path, mapping)
     source = str(path)
     frame = pd.DataFrame(index=data.index)
@@ -175,6 +251,14 @@ def _apply(data: pd.DataFrame, spec: dict[str, Any], path: Path, mapping: Path) 
     for key in ("run", "step", "tokens", "params"):
         if key in ident:
             frame[key] = res.field(ident[key], f"identity.{key}", bare_is_column=True)
+    no_run = frame["run"].isna() | (frame["run"].astype("string").str.strip() == "")
+    if no_run.any():
+        row = int(no_run.to_numpy().argmax()) + 1
+        raise UserInputError(
+            f"{source}: identity.run of {mapping} gives no run id in data row {row} (line {row + 1} of the "
+            f"file) and {int(no_run.sum()) - 1} more row(s): a column it reads is empty there; fill it in, "
+            "list it under fill.forward, or build the run id from other columns"
+        )
     warnings: list[str] = []
     if "checkpoint" in ident:
         frame["checkpoint"] = res.field(
@@ -203,6 +287,9 @@ def _apply(data: pd.DataFrame, spec: dict[str, Any], path: Path, mapping: Path) 
             raise UserInputError(f"{mapping}: key 'factors.{name}': '{name}' is a table column, not a factor")
         frame[str(name)] = res.field(entry, f"factors.{name}", bare_is_column=True)
         factor_cols.append(str(name))
+    if "rename_levels" in spec:
+        extras.rename_levels(frame, spec["rename_levels"], factor_cols, mapping)
+    extras.check_sparse_factors(frame, factor_cols, source, mapping)
     keep = [c for c in ("run", "checkpoint", "step", "tokens", "params") if c in frame.columns] + factor_cols
     if "metrics" in spec:
         long, missing = _wide(data, frame, spec["metrics"], keep, res, mapping)
@@ -283,8 +370,11 @@ def _long(
     _check_keys(section, LONG_KEYS, mapping, "long")
     assert isinstance(section, dict)
     for needed in ("metric", "value", "unit", "estimator"):
-        if needed not in section:
-            raise UserInputError(f"{mapping}: key 'long.{needed}' is required")
+        if needed not in section and not (needed in ("unit", "estimator") and f"{needed}s" in section):
+            raise UserInputError(
+                f"{mapping}: key 'long.{needed}' is required"
+                + (f" (or long.{needed}s per metric)" if needed in ("unit", "estimator") else "")
+            )
     out = frame[keep].copy()
     names = res.column(section["metric"], "long.metric").astype("string").str.strip()
     rename = section.get("rename") or {}
@@ -324,14 +414,18 @@ def _long(
     raw = pd.to_numeric(res.column(section["value"], "long.value"), errors="coerce")
     values = (_transform(section.get("transform"), "long.transform", mapping) or (lambda v: v))(raw)
     out["value"] = values
-    out["unit"] = res.field(section["unit"], "long.unit", bare_is_column=False)
-    bad_unit = ~out["unit"].isin(UNITS)
+    for col in ("unit", "estimator"):
+        base = res.field(section[col], f"long.{col}", bare_is_column=False) if col in section else None
+        per = section.get(f"{col}s")
+        out[col] = extras.per_metric(
+            base, per, col, names, out["metric"], keep_rows, section["metric"], mapping
+        )
+    bad_unit = keep_rows & ~out["unit"].isin(UNITS)
     if bad_unit.any():
         raise UserInputError(
-            f"{mapping}: key 'long.unit' gives unit {out['unit'][bad_unit].iloc[0]!r}; use one of "
-            f"{', '.join(UNITS)}"
+            f"{mapping}: key 'long.unit' / 'long.units' gives unit {out['unit'][bad_unit].iloc[0]!r}; use "
+            f"one of {', '.join(UNITS)}"
         )
-    out["estimator"] = res.field(section["estimator"], "long.estimator", bare_is_column=False)
     for opt in ("n", "stderr"):
         if opt in section:
             out[opt] = pd.to_numeric(res.column(section[opt], f"long.{opt}"), errors="coerce")
