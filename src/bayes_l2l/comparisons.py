@@ -392,6 +392,7 @@ def evidence_payload(
         "n_runs": d.n_runs,
         "diagnostics": diagnostics_summary(post.diagnostics),
         "attempts": post.settings.get("attempts", []),
+        "design_warnings": d.warnings[d.n_import_warnings :],
     }
     if len(factors) == 1:
         out.update({k: factors[0][k] for k in ("factor", "base", "contrasts")})

@@ -90,9 +90,11 @@ def identification(post: Posterior) -> pd.DataFrame:
     contraction = 1 - (w_post / w_prior)^2 with w the width of the central 90% interval (on the log scale
     for K and kappa); it equals 1 - var_post/var_prior for Gaussians but is robust to the heavy tails of
     derived priors. ``identified`` (>= 0.75: the posterior interval is at most half the prior's), ``weak``
-    (0.3-0.75), ``not identified`` (< 0.3: the prior, not the data, sets the interval), ``fixed`` (a constant).
+    (0.3-0.75), ``not identified`` (< 0.3: the prior, not the data, sets the interval), ``fixed`` (a constant),
+    ``not physical`` (a loss floor Ex or Ey whose posterior median is below 0: a loss cannot fall below 0, so
+    the floor is an artefact of the fit's extrapolation, whatever its contraction).
     """
-    rows = {}
+    rows, negative_floor = {}, set()
     if "prior" not in post.dt.children:
         return pd.DataFrame(columns=["contraction", "identified"])
     for var in ("K", "kappa", "Ex", "Ey", *EFFECT_VARS):
@@ -107,12 +109,15 @@ def identification(post: Posterior) -> pd.DataFrame:
         for j, label in enumerate(labels):
             name = var if label is None else f"{var}[{label}]"
             rows[name] = _contraction(p_arr[:, j], q_arr[:, j])
+            if var in ("Ex", "Ey") and np.nanmedian(p_arr[:, j]) < 0:
+                negative_floor.add(name)
     df = pd.DataFrame({"contraction": pd.Series(rows, dtype=float)})
     df["identified"] = np.select(
         [df["contraction"].isna(), df["contraction"] >= IDENTIFIED, df["contraction"] >= WEAK],
         ["fixed", "identified", "weak"],
         "not identified",
     )
+    df.loc[df.index.isin(negative_floor), "identified"] = "not physical"
     return df
 
 

@@ -15,6 +15,7 @@ differences smaller than that cannot be told apart from retraining the same reci
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -143,6 +144,11 @@ class ContrastResult:
         return asdict(self)
 
 
+def gap_unit(compares: Mapping[str, Sequence[ContrastResult]]) -> str:
+    """y's unit of these contrasts (that of every gap and ROPE); nats/token for results without one."""
+    return next((c.unit for cs in compares.values() for c in cs if c.unit), "nats/token")
+
+
 def gap_from_params(
     params: dict[str, np.ndarray],
     conditions: pd.DataFrame,
@@ -197,7 +203,7 @@ def _param_deltas(post: Posterior, c_level: int, c_base: int) -> dict[str, dict[
     out = {}
     for name, draws in post_d.items():
         flag = _worst_condition_flag(post, name, [names[c_level], names[c_base]])
-        if prior_d is not None:
+        if prior_d is not None and flag != "not physical":
             c = _contraction(draws, prior_d[name])
             flag = (
                 "fixed"
@@ -219,7 +225,9 @@ def _worst_condition_flag(post: Posterior, delta: str, conditions: list[str]) ->
     )
     if flags and all(f == "fixed" for f in flags):
         return "fixed"
-    return next((f for f in ("not identified", "weak", "identified") if f in flags), "unknown")
+    return next(
+        (f for f in ("not physical", "not identified", "weak", "identified") if f in flags), "unknown"
+    )
 
 
 def compare_factor(
@@ -559,12 +567,15 @@ def test_new_checkpoints(
     rope: float = DEFAULT_ROPE,
     labels: list[str] | None = None,
     seed: int = 0,
+    min_support_points: int = MIN_SUPPORT_POINTS,
 ) -> dict[str, Any]:
     """Do new checkpoints (x, y) lie on the curve of the condition with ``levels`` (default: the base)?
 
     The gap is the mean over the new checkpoints of y - f(x), with the posterior of f and the uncertainty of
     a new run's offset and checkpoint noise (so a new seed of the same recipe is "on the curve"). Decision
     as for factor contrasts, on |gap| against the ROPE. Standardized residuals use the predictive mean/sd.
+    Fewer than ``min_support_points`` new checkpoints (all of them, if fewer were given) inside the curve's
+    observed x range: "not identifiable: too little common support".
     """
     x = np.asarray(x, dtype=float)
     y = np.asarray(y, dtype=float)
@@ -588,6 +599,16 @@ def test_new_checkpoints(
     mean_pred = np.nanmean(pred, axis=0)
     sd_pred = np.nanstd(pred, axis=0)
     cond = post.design.conditions.iloc[c]
+    inside = int(((x >= cond["min_x"]) & (x <= cond["max_x"])).sum())
+    needed = min(min_support_points, x.size)
+    note, if_supported = None, None
+    if inside < needed:
+        if_supported, decision = decision, NO_SUPPORT
+        note = (
+            f"too little common support: {inside} of the {x.size} new checkpoints lie inside the curve's observed "
+            f"x range [{cond['min_x']:.3f}, {cond['max_x']:.3f}] (minimum {needed}); the rest is an "
+            "extrapolation of the curve, not evidence"
+        )
     return {
         "against": str(cond["condition"]),
         "x": post.design.question.x,
@@ -599,6 +620,10 @@ def test_new_checkpoints(
         "p_shift": p_shift,
         "p_equivalent": p_eq,
         "decision": decision,
+        "decision_if_supported": if_supported,
+        "note": note,
+        "unit": post.design.question.y_unit,
+        "inside_support": inside,
         "extrapolated": int(((x < cond["min_x"]) | (x > cond["max_x"])).sum()),
         "checkpoints": [
             {

@@ -10,7 +10,7 @@
 * :func:`plot_ppc` — posterior-predictive check: residuals vs x with 50% / 90% predictive intervals.
 
 Every function returns a matplotlib Figure; :func:`save_figure` writes it as PNG and SVG.
-All losses are in the posterior's unit (nats/token unless the question says otherwise).
+x in the question's x unit, y, gaps and ROPEs in its y unit (each as the table stores it).
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from matplotlib.patches import Patch  # noqa: E402
 from scipy import stats  # noqa: E402
 
 from bayes_l2l.errors import UserInputError  # noqa: E402
-from bayes_l2l.evidence import ContrastResult, rank_factors  # noqa: E402
+from bayes_l2l.evidence import ContrastResult, gap_unit, rank_factors  # noqa: E402
 from bayes_l2l.model import curve  # noqa: E402
 from bayes_l2l.posterior import Posterior  # noqa: E402
 
@@ -90,11 +90,12 @@ def _axis_labels(post: Posterior) -> tuple[str, str]:
     """Axis labels 'metric loss (unit)'; the unit goes on a second line when the label is long."""
     q = post.design.question
 
-    def label(metric: str) -> str:
-        sep = "\n" if len(metric) + len(q.unit) > 24 else " "
-        return f"{metric} loss{sep}({q.unit})"
+    def label(metric: str, unit: str | None) -> str:
+        unit = unit or "nats/token"
+        sep = "\n" if len(metric) + len(unit) > 24 else " "
+        return f"{metric} loss{sep}({unit})"
 
-    return label(q.x), label(q.y)
+    return label(q.x, q.x_unit), label(q.y, q.y_unit)
 
 
 def _thin(n: int, max_draws: int = MAX_DRAWS) -> np.ndarray:
@@ -326,12 +327,13 @@ def plot_gap_forest(compares: Mapping[str, Sequence[ContrastResult]], rope: floa
             )
         ax_mean.set_yticks(ys, labels)
         ax_mean.set_ylim(-0.7, len(rows) - 0.3)
-        ax_mean.set_xlabel("mean gap (nats)")
-        ax_max.set_xlabel("max |gap| (nats)")
+        unit = gap_unit(compares)
+        ax_mean.set_xlabel(f"mean gap ({unit})")
+        ax_max.set_xlabel(f"max |gap| ({unit})")
         ax_max.set_xlim(left=0)
         fig.suptitle("curve gap level − base over the common x range (90% HDI)", fontsize=10)
         fig.legend(
-            handles=[Patch(color=ROPE_COLOUR, alpha=0.45, lw=0, label=f"ROPE ±{rope:g} nats")],
+            handles=[Patch(color=ROPE_COLOUR, alpha=0.45, lw=0, label=f"ROPE ±{rope:g} {unit}")],
             loc="outside lower center",
             frameon=False,
         )
@@ -342,8 +344,8 @@ def plot_gap_forest(compares: Mapping[str, Sequence[ContrastResult]], rope: floa
 PARAM_PANELS = (
     ("delta_log_K", "Δ log K"),
     ("delta_log_kappa", "Δ log κ"),
-    ("delta_Ex", "Δ Ex (nats)"),
-    ("delta_Ey", "Δ Ey (nats)"),
+    ("delta_Ex", "Δ Ex (x's unit)"),
+    ("delta_Ey", "Δ Ey (y's unit)"),
 )
 
 
@@ -367,7 +369,7 @@ def plot_param_effects(compares: Mapping[str, Sequence[ContrastResult]]) -> Figu
                     continue
                 flag = eff.get("identified", "unknown")
                 filled = flag in ("identified", "fixed")
-                colour = "#0072B2" if flag != "not identified" else "#888888"
+                colour = "#0072B2" if flag not in ("not identified", "not physical") else "#888888"
                 _interval(ax, y, eff["mean"], eff["hdi90"], colour, filled=filled)
             ax.set_xlabel(label)
             ax.locator_params(axis="x", nbins=4)
@@ -419,10 +421,11 @@ def plot_factor_ranking(compares: Mapping[str, Sequence[ContrastResult]], rope: 
         ax.set_yticks(ys, labels)
         ax.set_ylim(-0.7, len(table) - 0.3)
         ax.set_xlim(left=0)
-        ax.set_xlabel("largest curve gap max |Δ| (nats), 90% HDI")
+        unit = gap_unit(compares)
+        ax.set_xlabel(f"largest curve gap max |Δ| ({unit}), 90% HDI")
         ax.set_title("which factors shift the loss-to-loss curve")
         fig.legend(
-            handles=[Patch(color=ROPE_COLOUR, alpha=0.45, lw=0, label=f"ROPE {rope:g} nats")],
+            handles=[Patch(color=ROPE_COLOUR, alpha=0.45, lw=0, label=f"ROPE {rope:g} {unit}")],
             loc="outside lower center",
             frameon=False,
         )
@@ -576,7 +579,7 @@ def plot_ppc(post: Posterior, seed: int = 0) -> Figure:
             Line2D([], [], color="#CCCCCC", lw=1.0, label=f"90% PI ({cover[0.9]:.0%} of points inside)"),
         ]
         ax.set_xlabel(xlabel)
-        ax.set_ylabel(f"y − predicted median ({d.question.unit})")
+        ax.set_ylabel(f"y − predicted median ({d.question.y_unit})")
         ax.set_title("posterior-predictive check (observed checkpoints)")
         fig.legend(handles=handles, loc="outside lower center", ncol=2, frameon=False)
     return fig

@@ -19,7 +19,7 @@ import pandas as pd
 
 from bayes_l2l.diagnostics import prior_check
 from bayes_l2l.errors import check_output_file
-from bayes_l2l.evidence import ContrastResult, rank_factors
+from bayes_l2l.evidence import ContrastResult, gap_unit, rank_factors
 from bayes_l2l.posterior import Posterior, versions
 
 CSS = """
@@ -100,8 +100,8 @@ def _question_section(post: Posterior) -> str:
     q = post.design.question
     d = post.design
     rows = [
-        ("x (validation axis)", f"<code>{_e(q.x)}</code> ({_e(q.unit)})"),
-        ("y", f"<code>{_e(q.y)}</code> ({_e(q.unit)})"),
+        ("x (validation axis)", f"<code>{_e(q.x)}</code> ({_e(q.x_unit)})"),
+        ("y", f"<code>{_e(q.y)}</code> ({_e(q.y_unit)}: the unit of every gap and of the ROPE)"),
         (
             "factors (base level first)",
             "; ".join(f"{_e(f)}: {_e(', '.join(lv))}" for f, lv in d.factor_levels.items()) or "none",
@@ -109,7 +109,7 @@ def _question_section(post: Posterior) -> str:
         ("filters", _e(", ".join(f"{k}={v}" for k, v in q.where.items()) or "none")),
     ]
     if q.max_x is not None:
-        rows.append(("early checkpoints", f"dropped where x &gt; {_f(q.max_x, 'g')} nats"))
+        rows.append(("early checkpoints", f"dropped where x &gt; {_f(q.max_x, 'g')} {_e(q.x_unit)}"))
     if q.min_fraction is not None:
         rows.append(
             ("early checkpoints", f"dropped before {_f(100 * q.min_fraction, 'g')}% of their run's training")
@@ -150,7 +150,14 @@ def _data_section(post: Posterior) -> str:
         ]
         for r in d.conditions.itertuples(index=False)
     ]
-    out.append(_table(["condition", "runs", "checkpoints", "x range (nats)", "y range (nats)"], rows, (1, 2)))
+    q = d.question
+    out.append(
+        _table(
+            ["condition", "runs", "checkpoints", f"x range ({_e(q.x_unit)})", f"y range ({_e(q.y_unit)})"],
+            rows,
+            (1, 2),
+        )
+    )
     if d.dropped:
         items = "".join(
             f"<li>{int(item.get('count', 0))} dropped: {_e(item.get('reason', ''))}</li>"
@@ -253,10 +260,11 @@ def _truth_lookup(truth: pd.DataFrame | None) -> dict[tuple[str, str], Any]:
 def _evidence_section(
     compares: Mapping[str, Sequence[ContrastResult]], rope: float, truth: pd.DataFrame | None
 ) -> str:
+    unit = _e(gap_unit(compares))
     out = [
         "<h2>Evidence</h2>",
         f"<p>Gap Δ(x) = f<sub>level</sub>(x) − f<sub>base</sub>(x) over the x range both conditions cover, in "
-        f"nats. Decision with ROPE r = {_f(rope, 'g')} nats: <b>shift</b> if P(max|Δ| &gt; r) ≥ 0.95, "
+        f"{unit}. Decision with ROPE r = {_f(rope, 'g')} {unit}: <b>shift</b> if P(max|Δ| &gt; r) ≥ 0.95, "
         "<b>no practical shift</b> if P(max|Δ| &lt; r) ≥ 0.95, else <b>undecided</b>. elpd diff: "
         "leave-one-run-out log score of separate curves minus one shared curve (positive favours separate "
         "curves).</p>",
@@ -310,7 +318,7 @@ def _evidence_section(
             for r in ranking.itertuples()
         ]
         out.append("<h3>Factor ranking (largest gap first)</h3>")
-        out.append(_table(["factor", "level", "max |gap| (nats)", "90% HDI", "decision"], rrows, (2,)))
+        out.append(_table(["factor", "level", f"max |gap| ({unit})", "90% HDI", "decision"], rrows, (2,)))
     prow = []
     for f, contrasts in compares.items():
         for c in contrasts:
@@ -329,7 +337,9 @@ def _evidence_section(
             prow.append(cells)
     if prow:
         out.append("<h3>Parameter effects (level − base, 90% HDI)</h3>")
-        out.append(_table(["factor", "contrast", "Δ log K", "Δ log κ", "Δ Ex (nats)", "Δ Ey (nats)"], prow))
+        out.append(
+            _table(["factor", "contrast", "Δ log K", "Δ log κ", "Δ Ex (x's unit)", "Δ Ey (y's unit)"], prow)
+        )
     return "".join(out)
 
 
@@ -347,19 +357,19 @@ def _caveats_section(
         )
     ident = post.identification
     if ident is not None and "identified" in ident:
-        weak = ident[ident["identified"].isin(["weak", "not identified"])]
+        weak = ident[ident["identified"].isin(["weak", "not identified", "not physical"])]
         if len(weak):
             names = ", ".join(f"{n} ({flag})" for n, flag in weak["identified"].items())
             items.append(
                 "Weakly or not identified (the prior, not the data, sets their intervals; read the curve gaps "
-                f"instead): {_e(names)}."
+                f"instead; 'not physical': a loss floor below 0, an artefact of extrapolation): {_e(names)}."
             )
         else:
             items.append(
                 "Every reported curve parameter and effect is identified by the data (contraction ≥ 0.75)."
             )
     for w in post.design.warnings:
-        items.append(f"Importer / estimator warning: {_e(w)}")
+        items.append(f"Table / design warning: {_e(w)}")
     for contrasts in compares.values():
         for c in contrasts:
             if c.elpd_note:  # one leave-one-run-out comparison per factor
@@ -368,6 +378,10 @@ def _caveats_section(
                 items.append(f"{_e(c.factor)} = {_e(c.level)}: {_e(c.note)}")
             if c.decision.startswith("not identifiable"):
                 items.append(f"{_e(c.factor)} = {_e(c.level)}: {_e(c.decision)}")
+            if c.reconciliation:
+                items.append(
+                    f"{_e(c.factor)} = {_e(c.level)}, decision and prediction: {_e(c.reconciliation)}"
+                )
     if post.method != "nuts":
         items.append(_e(post.diagnostics.get("note", "approximate posterior")))
     items.append(

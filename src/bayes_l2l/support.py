@@ -169,21 +169,23 @@ def factor_confounding(points: pd.DataFrame, factor_levels: dict[str, list[str]]
 def pooled_factors(
     points: pd.DataFrame, table_factors: Iterable[str], question_factors: Iterable[str]
 ) -> str | None:
-    """A warning naming the table factors the question leaves out while they vary across its runs."""
+    """A warning naming the table factors the question leaves out while they vary across the runs of one
+    condition (those that change only between conditions are confounders, named by :func:`confounders`)."""
     asked = set(question_factors)
     pooled = []
     for f in table_factors:
         if f in asked or f in NOT_POOLED or f not in points.columns:
             continue
-        levels = points.drop_duplicates("run")[f].dropna().astype(str).unique()
-        if len(levels) > 1:
+        runs = points.drop_duplicates("run")
+        levels = runs[f].dropna().astype(str).unique()
+        if (runs.groupby("cond_idx")[f].nunique(dropna=False) > 1).any():
             shown = ", ".join(sorted(levels)[:4]) + (f", ... ({len(levels)})" if len(levels) > 4 else "")
             pooled.append(f"{f} ({shown})")
     if not pooled:
         return None
     return (
-        f"pooled over {'; '.join(pooled)}: these factors vary across the selected runs but are not in the "
-        "question, so each condition's curve averages over them; add them with --factor (or fix them with "
+        f"pooled over {'; '.join(pooled)}: these factors vary across the runs of a condition but are not in "
+        "the question, so each condition's curve averages over them; add them with --factor (or fix them with "
         "--where) to hold them fixed"
     )
 
@@ -194,8 +196,7 @@ def reconcile(decision: str, elpd_diff: float | None, elpd_se: float | None, elp
     if decision.startswith("not identifiable") or decision.startswith("in doubt"):
         return f"no decision ({decision}); the predictive comparison cannot stand in for one"
     if elpd_diff is None or elpd_se is None or not np.isfinite(elpd_diff):
-        why = f" ({elpd_note})" if elpd_note else ""
-        return f"the out-of-sample comparison is not available{why}; the decision rests on the posterior gap"
+        return "the out-of-sample comparison is not available (why: above); the decision rests on the posterior gap"
     unreliable = (
         " (but the shared-curve fit was unreliable)" if elpd_note and "UNRELIABLE" in elpd_note else ""
     )

@@ -217,9 +217,10 @@ class LossTable:
                 f"{self.source}: metric(s) {', '.join(missing)} not in the table (needed for '{name}'); "
                 f"metrics present: {', '.join(self.metrics)}"
             )
-        per_part = self.df[self.df["metric"].isin(parts)].groupby("metric")["unit"].agg(set)
-        common = set.intersection(*per_part.tolist())
-        return sorted(common) if common else sorted(set.union(*per_part.tolist()))
+        sub = self.df[self.df["metric"].isin(parts)]
+        per_part = [set(g.astype(str)) for _, g in sub.groupby("metric")["unit"]]
+        common = set.intersection(*per_part)
+        return sorted(common) if common else sorted(set.union(*per_part))
 
     def metric_series(self, spec: str, *, allow_mixed: bool = False, unit: str | None = None) -> pd.DataFrame:
         """Per-checkpoint values of a metric or an average: columns run, checkpoint, value, unit, estimator.

@@ -49,44 +49,62 @@ def print_compare(post: Any, compares: dict[str, list[Any]], rope: float) -> Non
     for f, contrasts in compares.items():
         table = compact_table(
             f"{escape(f)}: curve gap level − base {escape(str(post.design.factor_levels[f][0]))} "
-            f"({escape(q.y)} vs {escape(q.x)}, nats), ROPE {rope:g}"
+            f"({escape(q.y)} vs {escape(q.x)}; gaps in {q.y_unit}, x in {q.x_unit}), ROPE {rope:g}"
         )
-        for col in ("level", "x support", "mean gap [90% HDI]", "max |gap| [90% HDI]", "P(shift)"):
+        for col in (
+            "level",
+            "common x support (checkpoints in it)",
+            "mean gap [90% HDI]",
+            "max |gap| [90% HDI]",
+        ):
             table.add_column(col, justify="left" if col == "level" else "right")
-        for col in ("decision", "elpd diff ± se"):
-            table.add_column(col)
+        table.add_column("P(shift)", justify="right")
+        table.add_column("decision")
         for c in contrasts:
-            elpd = "—" if c.elpd_diff is None else f"{_num(c.elpd_diff, '.1f')} ± {_num(c.elpd_se, '.1f')}"
             table.add_row(
                 escape(c.level),
-                _interval(c.support, ".3f"),
+                _support(c),
                 f"{_num(c.gap_mean, '+.3f')} {_interval(c.gap_hdi90, '+.3f')}",
                 f"{_num(c.gap_maxabs)} {_interval(c.gap_maxabs_hdi90)}",
                 _num(c.p_shift, ".2f"),
                 f"[{_decision_style(c.decision)}]{escape(c.decision)}[/]",
-                elpd,
             )
         print_table(table)
+        if contrasts:
+            c0 = contrasts[0]
+            if c0.elpd_diff is not None:
+                say(
+                    f"  out of sample ({escape(f)}, one number per factor: separate curves vs one shared curve, "
+                    f"leave-one-run-out): elpd diff {_num(c0.elpd_diff, '+.1f')} ± {_num(c0.elpd_se, '.1f')}"
+                )
         shown: set[str] = set()  # a note shared by the factor's levels is printed once
         for c in contrasts:
-            if c.matched_on:
+            fixed = c.held_fixed or c.matched_on
+            if fixed:
                 say(
-                    f"  {escape(c.level)} vs {escape(c.base)}: matched on "
-                    + escape(", ".join(f"{k}={v}" for k, v in c.matched_on.items()))
+                    f"  {escape(c.level)} vs {escape(c.base)}: holds fixed "
+                    + escape(", ".join(f"{k}={v}" for k, v in fixed.items()))
                 )
-            for note in (c.note, c.elpd_note):
+            for note in (c.note, c.elpd_note, c.reconciliation):
                 if note and note not in shown:
                     shown.add(note)
                     say(f"  [dim]{escape(c.level)}: {escape(note)}[/]")
-            weak = [k for k, v in c.params.items() if v.get("identified") in ("weak", "not identified")]
+            weak = [
+                k
+                for k, v in c.params.items()
+                if v.get("identified") in ("weak", "not identified", "not physical")
+            ]
             if weak:
                 say(
-                    f"  [yellow]{escape(c.level)}: {', '.join(weak)} weakly or not identified "
-                    "(the prior sets those intervals); the curve gap is the identified quantity[/]"
+                    f"  [yellow]{escape(c.level)}: {', '.join(weak)} weakly or not identified, or a floor below 0 "
+                    "(not physical); the curve gap is the identified quantity[/]"
                 )
+    design_notes = post.design.warnings[post.design.n_import_warnings :]
+    for w in design_notes:
+        say(f"[yellow]note:[/] {escape(w)}")
     if len(compares) > 1:
         ranking = rank_factors(compares)
-        table = compact_table("factor ranking by largest gap max |Δ| (nats)")
+        table = compact_table(f"factor ranking by largest gap max |Δ| ({q.y_unit})")
         for col in ("factor", "level", "max |gap|", "90% HDI", "decision"):
             table.add_column(col)
         for row in ranking.itertuples():
@@ -98,6 +116,16 @@ def print_compare(post: Any, compares: dict[str, list[Any]], rope: float) -> Non
                 f"[{_decision_style(str(row.decision))}]{escape(str(row.decision))}[/]",
             )
         print_table(table)
+
+
+def _support(c: Any) -> str:
+    """'[lo, hi] (n_level / n_base)', or 'none' where the x ranges do not overlap."""
+    lo, hi = (list(c.support) + [float("nan")] * 2)[:2]
+    if not (math.isfinite(lo) and math.isfinite(hi)) or hi <= lo:
+        return "none"
+    info = c.common_support or {}
+    counts = f" ({info['n_level']} / {info['n_base']})" if "n_level" in info else ""
+    return f"{_interval((lo, hi), '.3f')}{counts}"
 
 
 def report_problems(problems: list[str], where: str) -> None:
@@ -117,7 +145,7 @@ def print_posterior_summary(post: Any) -> None:
     d = post.design
     q = d.question
     console.print(
-        f"[bold]{escape(q.y)}[/] vs [bold]{escape(q.x)}[/] ({q.unit}); factors: {', '.join(q.factors) or 'none'}; "
+        f"[bold]{escape(q.y)}[/] vs [bold]{escape(q.x)}[/] ({q.units_label()}); factors: {', '.join(q.factors) or 'none'}; "
         f"{len(d.points)} checkpoints, {d.n_runs} runs, {d.n_conditions} conditions; method {post.method}"
     )
     if d.factor_levels:
@@ -141,7 +169,7 @@ def print_posterior_summary(post: Any) -> None:
     for name, row in summ.iterrows():
         ident = row.get("identified")
         ident_s = "" if not isinstance(ident, str) else ident
-        style = {"not identified": "red", "weak": "yellow"}.get(ident_s, "")
+        style = {"not identified": "red", "not physical": "red", "weak": "yellow"}.get(ident_s, "")
         table.add_row(
             escape(str(name)),
             f"{row['mean']:.4g}",
@@ -185,9 +213,11 @@ def print_test(res: dict[str, Any]) -> None:
     style = _decision_style(res["decision"])
     say(
         f"{res['n_checkpoints']} new checkpoint(s) vs the curve of [bold]{escape(res['against'])}[/]: "
-        f"mean gap {res['gap_mean']:+.4f} nats, 90% HDI {_interval(res['gap_hdi90'], '+.4f')}, "
+        f"mean gap {res['gap_mean']:+.4f} {res.get('unit') or 'nats/token'}, 90% HDI {_interval(res['gap_hdi90'], '+.4f')}, "
         f"P(|gap| > {rope:g}) = {res['p_shift']:.2f} -> [{style}]{escape(res['decision'])}[/]"
     )
+    if res.get("note"):
+        say(f"[yellow]{escape(res['note'])}[/]")
     if res["extrapolated"]:
         say(
             f"[yellow]{res['extrapolated']} checkpoint(s) lie outside that curve's observed x range "
@@ -216,8 +246,14 @@ def print_predictions(pred: Any, *, with_checkpoints: bool) -> None:
 
     rows = pred.frame.to_dict(orient="records")
     say(f"condition: {escape(str(pred.frame['condition'][0]))}")
-    table = compact_table(f"predicted {escape(pred.y_metric)} ({pred.unit}) from {escape(pred.x_metric)}")
+    title = f"predicted {escape(pred.y_metric)} ({pred.unit}) from {escape(pred.x_metric)}"
+    if "y_observed" in pred.frame.columns:
+        title += " (z = (observed − mean) / predictive sd)"
+    table = compact_table(title)
+    observed = "y_observed" in pred.frame.columns
     cols = ["x", "mean", "50% PI", "90% PI", "note"]
+    if observed:
+        cols[1:1] = ["observed y", "z"]
     if with_checkpoints:
         cols.insert(0, "checkpoint")
     for col in cols:
@@ -239,6 +275,10 @@ def print_predictions(pred: Any, *, with_checkpoints: bool) -> None:
             f"[{_num(r['lo90'], '.4f')}, {_num(r['hi90'], '.4f')}]",
             "; ".join(notes),
         ]
+        if observed:
+            z = r["residual_z"]
+            z_s = "—" if not math.isfinite(z) else (f"{z:+.2f}" if abs(z) < 2 else f"[red]{z:+.2f}[/]")
+            cells[1:1] = [_num(r["y_observed"], ".4f"), z_s]
         if with_checkpoints:
             cells.insert(0, escape(str(r["checkpoint"])))
         table.add_row(*cells)
