@@ -105,7 +105,9 @@ def compare_command(
             help="Posterior folder to write when SOURCE is a table (default: out/<question>/, one per question).",
         ),
     ] = None,
-    overwrite: Annotated[bool, typer.Option(help="Replace another posterior in --output.")] = False,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace another posterior in --output.")
+    ] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print the evidence as JSON.")] = False,
     fit_opts: Any = None,
 ) -> int:
@@ -144,7 +146,10 @@ def test_command(
     where: Annotated[list[str] | None, typer.Option("--where", help="Keep new rows COLUMN=VALUE.")] = None,
     rope: Annotated[float, typer.Option(help="Region of practical equivalence, nats.")] = DEFAULT_ROPE,
     allow_mixed: Annotated[
-        bool, typer.Option(help="Accept new losses measured with another estimator than the fit's.")
+        bool,
+        typer.Option(
+            "--allow-mixed", help="Accept new losses measured with another estimator than the fit's."
+        ),
     ] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> int:
@@ -225,7 +230,9 @@ def report_command(
     ] = None,
     rope: Annotated[float, typer.Option(help="Region of practical equivalence, nats.")] = DEFAULT_ROPE,
     loo: Annotated[bool, typer.Option("--loo/--no-loo", help="LOO by run vs one shared curve.")] = True,
-    overwrite: Annotated[bool, typer.Option(help="Replace an existing report / figures.")] = False,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace an existing report / figures.")
+    ] = False,
 ) -> int:
     """Write one self-contained HTML report: question, data, diagnostics, evidence, figures, caveats."""
     from bayes_l2l import api

@@ -64,7 +64,9 @@ def fit_command(
         list[str] | None, typer.Option("--base", help="Base level FACTOR=LEVEL (repeatable).")
     ] = None,
     where: Annotated[list[str] | None, typer.Option("--where", help="Keep rows with COLUMN=VALUE.")] = None,
-    overwrite: Annotated[bool, typer.Option(help="Replace an existing posterior folder.")] = False,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace an existing posterior folder.")
+    ] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
     fit_opts: FitCommandOptions | None = None,
 ) -> int:

@@ -1,0 +1,66 @@
+"""The top-level CLI: --version, --help without '<bool>', a quiet exit when stdout's reader goes away."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from bayes_l2l.cli import EXIT_BROKEN_PIPE, main
+from bayes_l2l.table import LossTable
+
+SRC = Path(__file__).resolve().parents[1] / "src"
+COMMANDS = ["import", "inspect", "simulate", "baseline", "fit", "show", "compare", "test", "predict"]
+COMMANDS += ["report", "demo", "eval", "table"]
+
+
+def test_version_prints_the_package_version(capsys) -> None:
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out.strip() == f"bayes-l2l {importlib.metadata.version('bayes-l2l')}"
+
+
+@pytest.mark.parametrize("command", [None, *COMMANDS])
+def test_help_shows_flags_without_a_value_type(command: str | None, capsys, monkeypatch) -> None:
+    monkeypatch.setenv("COLUMNS", "200")
+    assert main([command, "--help"] if command else ["--help"]) == 0
+    out = capsys.readouterr().out
+    assert "--help" in out
+    assert "<bool>" not in out
+    assert "--no-overwrite" not in out and "--no-json" not in out and "--no-allow-mixed" not in out
+
+
+def test_overwrite_is_one_plain_flag(capsys, monkeypatch) -> None:
+    monkeypatch.setenv("COLUMNS", "200")
+    for command in ("fit", "compare", "report", "import", "baseline"):
+        assert main([command, "--help"]) == 0
+        assert "--overwrite" in capsys.readouterr().out
+
+
+def _many_runs_table(tmp_path: Path, runs: int = 200) -> Path:
+    rows = [
+        dict(run=f"run{i:03d}", checkpoint="final", metric="val/c4", kind="validation", value=3.0,
+             unit="nats/token", estimator="e", pretraining_data="C4" if i % 2 else "Pile")
+        for i in range(runs)
+    ]  # fmt: skip
+    path = tmp_path / "many.parquet"
+    LossTable.from_frame(pd.DataFrame(rows)).save(path)
+    return path
+
+
+def test_broken_pipe_exits_quietly(tmp_path: Path) -> None:
+    table = _many_runs_table(tmp_path, runs=3000)
+    env = {**os.environ, "PYTHONPATH": str(SRC), "COLUMNS": "80"}
+    code = "from bayes_l2l.cli import main; main()"
+    proc = subprocess.run(
+        ["bash", "-c", f'"$0" -c "{code}" inspect --all "$1" | head -1; echo "rc=${{PIPESTATUS[0]}}" >&2',
+         sys.executable, str(table)],
+        capture_output=True, text=True, env=env, timeout=120,
+    )  # fmt: skip
+    assert proc.stdout.count("\n") == 1 and "3000 checkpoints" in proc.stdout
+    assert f"rc={EXIT_BROKEN_PIPE}" in proc.stderr
+    assert "Traceback" not in proc.stderr and "Error" not in proc.stderr
