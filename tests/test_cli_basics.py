@@ -36,7 +36,7 @@ def test_help_shows_flags_without_a_value_type(command: str | None, capsys, monk
 
 def test_overwrite_is_one_plain_flag(capsys, monkeypatch) -> None:
     monkeypatch.setenv("COLUMNS", "200")
-    for command in ("fit", "compare", "report", "import", "baseline"):
+    for command in ("fit", "compare", "report", "import"):
         assert main([command, "--help"]) == 0
         assert "--overwrite" in capsys.readouterr().out
 
@@ -64,3 +64,25 @@ def test_broken_pipe_exits_quietly(tmp_path: Path) -> None:
     assert proc.stdout.count("\n") == 1 and "3000 checkpoints" in proc.stdout
     assert f"rc={EXIT_BROKEN_PIPE}" in proc.stderr
     assert "Traceback" not in proc.stderr and "Error" not in proc.stderr
+
+
+@pytest.mark.parametrize("command", ["show", "report", "predict", "test"])
+def test_a_folder_without_a_posterior_is_refused_before_jax(tmp_path: Path, command: str) -> None:
+    folder = tmp_path / "not_a_posterior"
+    folder.mkdir()
+    (folder / "fit.json").write_text("{}")
+    extra = {"report": ["-o", str(tmp_path / "r.html")], "predict": ["--x", "3"], "test": ["t.csv"]}
+    args = [command, str(folder), *extra.get(command, [])]
+    script = (
+        "import sys; from bayes_l2l.cli import main; code = main(sys.argv[1:]); "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('jax', 'numpyro', 'arviz'))); "
+        "sys.exit(code)"
+    )
+    env = {**os.environ, "PYTHONPATH": str(SRC), "COLUMNS": "300"}
+    proc = subprocess.run(
+        [sys.executable, "-c", script, *args], capture_output=True, text=True, env=env, timeout=60
+    )
+    assert proc.returncode == 2
+    assert proc.stdout.strip() == "[]"  # refused before the model was imported
+    assert str(folder) in proc.stderr and "posterior.nc, design.json missing" in proc.stderr
+    assert "Traceback" not in proc.stderr

@@ -23,7 +23,7 @@ from bayes_l2l.cli.render import (
 )
 from bayes_l2l.comparisons import DEFAULT_ROPE
 from bayes_l2l.errors import UserInputError
-from bayes_l2l.posterior_files import is_posterior_folder
+from bayes_l2l.posterior_files import is_posterior_folder, require_posterior_folder
 
 
 def fit_or_load(
@@ -154,6 +154,7 @@ def test_command(
     json_out: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> int:
     """Do new checkpoints lie on the base (or a given) curve? Gap with interval, P(shift), decision, z."""
+    require_posterior_folder(posterior)  # before jax: a wrong folder is refused at once
     from bayes_l2l import api
 
     fit = api.load(posterior)
@@ -204,6 +205,7 @@ def predict_command(
 ) -> int:
     """Predict y from x with 50% and 90% predictive intervals (a new run's checkpoint, or with --run a
     further checkpoint of a fitted run); flag extrapolation."""
+    require_posterior_folder(posterior)  # before jax: a wrong folder is refused at once
     from bayes_l2l import api
 
     if (x is None) == (from_table is None):
@@ -235,6 +237,7 @@ def report_command(
     ] = False,
 ) -> int:
     """Write one self-contained HTML report: question, data, diagnostics, evidence, figures, caveats."""
+    require_posterior_folder(posterior)  # before jax: a wrong folder is refused at once
     from bayes_l2l import api
     from bayes_l2l.errors import check_output_file
 

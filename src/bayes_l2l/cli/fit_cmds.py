@@ -12,6 +12,7 @@ from rich.markup import escape
 from bayes_l2l.cli.common import app, console, parse_assignments, print_json, progress_status
 from bayes_l2l.cli.fit_options import FitCommandOptions, with_fit_options
 from bayes_l2l.cli.render import print_posterior_summary
+from bayes_l2l.posterior_files import require_posterior_folder
 
 
 def fit_table(
@@ -98,6 +99,7 @@ def show_command(
     json_out: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> int:
     """Print the summary of a saved posterior."""
+    require_posterior_folder(posterior)  # before jax: a wrong folder is refused at once
     from bayes_l2l import api
 
     fit = api.load(posterior)
