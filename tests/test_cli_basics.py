@@ -86,3 +86,16 @@ def test_a_folder_without_a_posterior_is_refused_before_jax(tmp_path: Path, comm
     assert proc.stdout.strip() == "[]"  # refused before the model was imported
     assert str(folder) in proc.stderr and "posterior.nc, design.json missing" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_inspect_cuts_long_lists_unless_all(tmp_path: Path, capsys, monkeypatch) -> None:
+    monkeypatch.setenv("COLUMNS", "200")
+    table = _many_runs_table(tmp_path, runs=200)
+    assert main(["inspect", str(table)]) == 0
+    short = capsys.readouterr().out
+    assert "Runs (200)" in short and "... 190 more (--all to list every one)" in short
+    assert "run009" in short and "run010" not in short
+    assert len(short.splitlines()) < 60
+    assert main(["inspect", str(table), "--all"]) == 0
+    full = capsys.readouterr().out
+    assert "run199" in full and "more (--all" not in full
