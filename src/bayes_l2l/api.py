@@ -28,6 +28,7 @@ from bayes_l2l import comparisons
 from bayes_l2l.comparisons import DEFAULT_ROPE
 from bayes_l2l.errors import DiagnosticsError, UserInputError
 from bayes_l2l.table import LossTable, read_table
+from bayes_l2l.where import normalise_where
 
 Progress = Callable[[str], None] | None
 QUESTION_OPTIONS = ("unit", "allow_mixed", "max_x", "min_fraction", "early_fraction", "early_weight")
@@ -259,7 +260,7 @@ def baseline(
         "x": x,
         "y": y,
         "by": by,
-        "where": dict(where or {}),
+        "where": normalise_where(where),
         "method": method,
         "warnings": list(t.warnings),
     }

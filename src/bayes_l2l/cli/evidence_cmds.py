@@ -24,6 +24,7 @@ from bayes_l2l.cli.render import (
 from bayes_l2l.comparisons import DEFAULT_ROPE
 from bayes_l2l.errors import UserInputError
 from bayes_l2l.posterior_files import is_posterior_folder, require_posterior_folder
+from bayes_l2l.where import parse_where
 
 
 def fit_or_load(
@@ -95,7 +96,10 @@ def compare_command(
     y: Annotated[str | None, typer.Option("--y", help="y metric (when SOURCE is a table).")] = None,
     base: Annotated[list[str] | None, typer.Option("--base", help="Base level FACTOR=LEVEL (table).")] = None,
     where: Annotated[
-        list[str] | None, typer.Option("--where", help="Keep rows COLUMN=VALUE (table).")
+        list[str] | None,
+        typer.Option(
+            "--where", help="Keep rows COLUMN=VALUE; also !=, A,B (a set), >=, >, <=, < (numbers). (table)"
+        ),
     ] = None,
     output: Annotated[
         Path | None,
@@ -143,7 +147,10 @@ def test_command(
         list[str] | None,
         typer.Option("--against", help="Curve to test against, FACTOR=LEVEL (default: base)."),
     ] = None,
-    where: Annotated[list[str] | None, typer.Option("--where", help="Keep new rows COLUMN=VALUE.")] = None,
+    where: Annotated[
+        list[str] | None,
+        typer.Option("--where", help="Keep new rows COLUMN=VALUE (or !=, A,B, >=, >, <=, <)."),
+    ] = None,
     rope: Annotated[float, typer.Option(help="Region of practical equivalence, nats.")] = DEFAULT_ROPE,
     allow_mixed: Annotated[
         bool,
@@ -161,7 +168,7 @@ def test_command(
     res = fit.test(
         new_table,
         against=parse_assignments(against, "--against"),
-        where=parse_assignments(where, "--where"),
+        where=parse_where(where),
         rope=rope,
         allow_mixed=allow_mixed,
     )
@@ -264,7 +271,8 @@ def demo_command(
     y: Annotated[str | None, typer.Option("--y", help="y metric (with --table).")] = None,
     factor: Annotated[list[str] | None, typer.Option("--factor", help="Factors (with --table).")] = None,
     where: Annotated[
-        list[str] | None, typer.Option("--where", help="Keep rows COLUMN=VALUE (with --table).")
+        list[str] | None,
+        typer.Option("--where", help="Keep rows COLUMN=VALUE (or !=, A,B, >=, >, <=, <; with --table)."),
     ] = None,
     quick: Annotated[
         bool, typer.Option("--quick", help="Small data and short chains; no LOO (a smoke run).")
@@ -283,7 +291,7 @@ def demo_command(
             x=x,
             y=y,
             factors=factor,
-            where=parse_assignments(where, "--where"),
+            where=parse_where(where),
             quick=quick,
             rope=rope,
             simulated=simulated,

@@ -13,6 +13,7 @@ from bayes_l2l.cli.common import app, console, parse_assignments, print_json, pr
 from bayes_l2l.cli.fit_options import FitCommandOptions, with_fit_options
 from bayes_l2l.cli.render import print_posterior_summary
 from bayes_l2l.posterior_files import require_posterior_folder
+from bayes_l2l.where import parse_where
 
 
 def fit_table(
@@ -38,7 +39,7 @@ def fit_table(
             x,
             y,
             factors,
-            where=parse_assignments(where, "--where"),
+            where=parse_where(where),
             base=parse_assignments(base, "--base"),
             output=output,
             overwrite=overwrite,
@@ -64,7 +65,13 @@ def fit_command(
     base: Annotated[
         list[str] | None, typer.Option("--base", help="Base level FACTOR=LEVEL (repeatable).")
     ] = None,
-    where: Annotated[list[str] | None, typer.Option("--where", help="Keep rows with COLUMN=VALUE.")] = None,
+    where: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--where",
+            help="Keep rows COLUMN=VALUE; also !=, A,B (a set), >=, >, <=, < (numbers). Repeatable.",
+        ),
+    ] = None,
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Replace an existing posterior folder.")
     ] = False,
