@@ -23,7 +23,9 @@ from bayes_l2l.simulate import SimulationSpec, simulate_table
 FACTORS = {"pretraining_data": ["web", "code"], "architecture": ["llama", "gptneox"]}
 
 
-def synthetic_posterior(chains: int = 4, draws: int = 500, seed: int = 0) -> Posterior:
+def synthetic_posterior(
+    chains: int = 4, draws: int = 500, seed: int = 0, sizes: tuple[float, ...] = (160e6,)
+) -> Posterior:
     """A Posterior whose draws scatter around the true parameters of a small simulated table.
 
     Ex and Ey of every condition are flagged 'not identified' (to exercise hollow markers and caveats).
@@ -33,7 +35,7 @@ def synthetic_posterior(chains: int = 4, draws: int = 500, seed: int = 0) -> Pos
         effects={"pretraining_data": {"code": {"E_y": 0.2}}},
         runs_per_condition=2,
         checkpoints_per_run=6,
-        sizes=[160e6],
+        sizes=list(sizes),
     )
     table, truth = simulate_table(spec, seed=3)
     design = build_design(
@@ -226,3 +228,26 @@ def test_write_figures_refuses_to_overwrite(post, compares, tmp_path) -> None:
 def test_unknown_factor_is_a_user_error(post) -> None:
     with pytest.raises(UserInputError, match="not in this fit"):
         plots.plot_curves(post, ["tokenizer"])
+
+
+def test_rank_plot_wraps_long_panel_titles(post) -> None:
+    labels = [str(v) for v in post.dt["posterior"]["Ex"].coords["condition"].values]
+    names = ["sigma", f"Ex[{labels[-1]}]", f"Ey[{labels[1]}]"]
+    fig = plots.plot_rank(post, names)
+    try:
+        titles = [ax.get_title() for ax in fig.axes if ax.get_visible()][:3]
+        assert titles[0] == "sigma" and "\n" in titles[1]
+        assert all(len(line) <= plots.RANK_TITLE_CHARS for t in titles for line in t.split("\n"))
+        assert titles[1].replace("\n", "") == names[1]
+    finally:
+        plt.close(fig)
+
+
+def test_curve_size_markers_have_a_titled_legend() -> None:
+    fig = plots.plot_curves(synthetic_posterior(draws=100, sizes=(70e6, 160e6, 410e6)))
+    try:
+        (legend,) = fig.legends
+        assert legend.get_title().get_text() == plots.SIZE_LEGEND_TITLE
+        assert [t.get_text() for t in legend.get_texts()] == ["70M", "160M", "410M"]
+    finally:
+        plt.close(fig)

@@ -28,6 +28,7 @@ import pandas as pd
 from bayes_l2l import comparisons
 from bayes_l2l.errors import DiagnosticsError, UserInputError
 from bayes_l2l.table import LossTable, read_table
+from bayes_l2l.where import normalise_where
 
 Progress = Callable[[str], None] | None
 QUESTION_OPTIONS = (
@@ -269,7 +270,7 @@ def baseline(
         "x": x,
         "y": y,
         "by": by,
-        "where": dict(where or {}),
+        "where": normalise_where(where),
         "method": method,
         "warnings": list(t.warnings),
     }

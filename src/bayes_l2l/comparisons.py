@@ -71,13 +71,14 @@ def build_question_design(
     """The design of a question on the LossTable ``table``; ``question_options`` are the other
     :class:`~bayes_l2l.design.Question` fields (unit, allow_mixed, max_x, min_fraction, ...)."""
     from bayes_l2l.design import Question, build_design
+    from bayes_l2l.where import normalise_where
 
     question = Question(
         x=x,
         y=y,
         factors=list(dict.fromkeys(factors or [])),
         base=dict(base or {}),
-        where=dict(where or {}),
+        where=normalise_where(where),
         **question_options,
     )
     stray = [f for f in question.base if f not in question.factors]
@@ -90,12 +91,14 @@ def question_folder(question: Any, root: Path = DEFAULT_OUT) -> Path:
     """The default posterior folder of a question: ``root/<y>_vs_<x>[_by_<factors>][_where_<k=v>]-<hash>``,
     so that two analyses never share one (the hash covers every field of the question, the name the
     readable part)."""
+    from bayes_l2l.where import folder_label
+
     q = question.to_dict() if hasattr(question, "to_dict") else dict(question)
     parts = [f"{q['y']}_vs_{q['x']}"]
     if q.get("factors"):
         parts.append("by_" + "+".join(q["factors"]))
     if q.get("where"):
-        parts.append("where_" + "+".join(f"{k}={v}" for k, v in sorted(q["where"].items())))
+        parts.append("where_" + "+".join(folder_label(k, v) for k, v in sorted(q["where"].items())))
     name = re.sub(r"[^A-Za-z0-9=+._-]+", "-", "_".join(parts)).strip("-")[:120]
     digest = hashlib.sha1(json.dumps(q, sort_keys=True, default=str).encode()).hexdigest()[:8]
     return root / f"{name}-{digest}"

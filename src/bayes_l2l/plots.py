@@ -15,6 +15,8 @@ x in the question's x unit, y, gaps and ROPEs in its y unit (each as the table s
 
 from __future__ import annotations
 
+import re
+import textwrap
 from collections.abc import Iterable, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -232,24 +234,6 @@ def plot_curves(post: Posterior, factors: Sequence[str] | None = None, *, extend
             ax.set_xlabel(xlabel)
             ax.set_ylabel(ylabel)
             ax.set_title(factor.replace("_", " ") if factor else "loss-to-loss curve")
-            if use_size:
-                handles += [
-                    Line2D([], [], color="#555555", marker=size_marker[s], ls="", ms=4, label=_size_label(s))
-                    for s in size_levels
-                ]
-            if by_area:
-                handles += [
-                    Line2D(
-                        [],
-                        [],
-                        color="#555555",
-                        marker="o",
-                        ls="",
-                        ms=float(np.sqrt(area(np.array([s]))[0])),
-                        label=_size_label(s),
-                    )
-                    for s in (size_levels[0], size_levels[len(size_levels) // 2], size_levels[-1])
-                ]
             handles.append(Patch(color="#555555", alpha=0.35, lw=0, label="50% / 90% band"))
             ax.legend(
                 handles=handles,
@@ -259,6 +243,33 @@ def plot_curves(post: Posterior, factors: Sequence[str] | None = None, *, extend
                 frameon=False,
                 handletextpad=0.4,
                 columnspacing=1.0,
+            )
+        size_handles: list[Line2D] = []
+        if use_size:
+            size_handles = [
+                Line2D([], [], color="#555555", marker=size_marker[s], ls="", ms=4, label=_size_label(s))
+                for s in size_levels
+            ]
+        if by_area:
+            size_handles = [
+                Line2D(
+                    [],
+                    [],
+                    color="#555555",
+                    marker="o",
+                    ls="",
+                    ms=float(np.sqrt(area(np.array([s]))[0])),
+                    label=_size_label(s),
+                )
+                for s in (size_levels[0], size_levels[len(size_levels) // 2], size_levels[-1])
+            ]
+        if size_handles:  # the same sizes in every panel: one legend, titled with what the marker encodes
+            fig.legend(
+                handles=size_handles,
+                title=SIZE_LEGEND_TITLE,
+                loc="outside right upper",
+                frameon=False,
+                handletextpad=0.4,
             )
         title = f"{d.question.y} vs {d.question.x}: posterior curves"
         if len(title) > 11 * max(3.4 * ncol, 4.2):  # about 11 characters per inch at this size
@@ -456,6 +467,26 @@ def _select(post: Posterior, name: str) -> np.ndarray:
     return np.asarray(da.values, dtype=float)
 
 
+RANK_TITLE_CHARS = 26
+"""Characters per line of a rank-plot panel title (a 2.2-inch panel at 8 pt); longer names wrap."""
+SIZE_LEGEND_TITLE = "model size (parameters)"
+"""Title of the curve figure's legend of marker shapes / areas (they encode the ``params`` column)."""
+
+
+def wrap_label(text: str, width: int) -> str:
+    """``text`` on lines of at most ``width`` characters, broken after '|', ',' or ']' and before '[' (a
+    name such as 'delta_Ex[pretraining_data=C4|architecture=Llama]'), a piece longer than a line cut."""
+    pieces = [p for p in re.split(r"(?<=[|,\]])|(?=\[)", text) if p]
+    chunks = [piece[k : k + width] for piece in pieces for k in range(0, len(piece), width)]
+    lines: list[str] = []
+    for chunk in chunks:
+        if lines and len(lines[-1]) + len(chunk) <= width:
+            lines[-1] += chunk
+        else:
+            lines.append(chunk)
+    return "\n".join(lines)
+
+
 def plot_rank(post: Posterior, var_names: Iterable[str] | None = None, bins: int = 20) -> Figure:
     """Rank histograms per chain (Vehtari et al. 2021): ranks of all draws pooled over chains, one
     histogram per chain; flat within the grey 99% band when the chains mix."""
@@ -485,7 +516,7 @@ def plot_rank(post: Posterior, var_names: Iterable[str] | None = None, bins: int
             for ch in range(n_chains):
                 counts, _ = np.histogram(ranks[ch], bins=edges)
                 ax.stairs(counts, edges, baseline=None, color=PALETTE[ch % len(PALETTE)], lw=1.1)
-            ax.set_title(name, fontsize=8)
+            ax.set_title(wrap_label(name, RANK_TITLE_CHARS), fontsize=8)
             ax.set_yticks([])
             ax.set_xticks([])
             ax.set_xlabel("rank", fontsize=7.5)
@@ -499,6 +530,8 @@ def plot_rank(post: Posterior, var_names: Iterable[str] | None = None, bins: int
         status = (
             "diagnostics ok" if dg.get("ok") else "diagnostic problems:\n" + "; ".join(dg.get("problems", []))
         )
+        width = int(2.2 * ncol * 14)  # about 14 characters per inch at 9 pt
+        status = "\n".join(textwrap.fill(line, width) for line in status.split("\n"))
         fig.suptitle(f"rank plots, {n_chains} chains — {status}", fontsize=9)
     return fig
 

@@ -19,6 +19,22 @@ def is_posterior_folder(path: Path) -> bool:
     return path.is_dir() and (path / "fit.json").exists()
 
 
+def require_posterior_folder(folder: str | Path) -> Path:
+    """``folder`` as a Path if it holds a saved posterior (every file of :data:`POSTERIOR_FILES`); otherwise
+    a :class:`UserInputError` naming the folder and what is missing. Cheap (no jax): commands that read a
+    posterior call it before they import the model."""
+    folder = Path(folder)
+    written_by = f"a posterior folder (written by `bayes-l2l fit`) holds {', '.join(POSTERIOR_FILES)}"
+    if not folder.exists():
+        raise UserInputError(f"{folder}: no such posterior folder; {written_by}")
+    if not folder.is_dir():
+        raise UserInputError(f"{folder}: is a file, not a posterior folder; {written_by}")
+    missing = [name for name in POSTERIOR_FILES if not (folder / name).is_file()]
+    if missing:
+        raise UserInputError(f"{folder}: not a posterior folder: {', '.join(missing)} missing; {written_by}")
+    return folder
+
+
 def check_posterior_folder(folder: str | Path, *, overwrite: bool = False) -> None:
     """Refuse a posterior folder where a file stands, or one holding a posterior's files (unless
     ``overwrite``); called before fitting, so that a fit is not lost to a bad -o."""

@@ -21,6 +21,7 @@ from bayes_l2l.diagnostics import prior_check
 from bayes_l2l.errors import check_output_file
 from bayes_l2l.evidence import ContrastResult, gap_unit, rank_factors
 from bayes_l2l.posterior import Posterior, versions
+from bayes_l2l.where import condition_text
 
 CSS = """
 body{font-family:system-ui,-apple-system,"Segoe UI",Helvetica,Arial,sans-serif;max-width:1100px;margin:2em auto;
@@ -106,7 +107,7 @@ def _question_section(post: Posterior) -> str:
             "factors (base level first)",
             "; ".join(f"{_e(f)}: {_e(', '.join(lv))}" for f, lv in d.factor_levels.items()) or "none",
         ),
-        ("filters", _e(", ".join(f"{k}={v}" for k, v in q.where.items()) or "none")),
+        ("filters", _e(", ".join(condition_text(k, v) for k, v in q.where.items()) or "none")),
     ]
     if q.max_x is not None:
         rows.append(("early checkpoints", f"dropped where x &gt; {_f(q.max_x, 'g')} {_e(q.x_unit)}"))

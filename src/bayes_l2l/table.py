@@ -166,32 +166,36 @@ class LossTable:
         return len(self.df)
 
     # ------------------------------------------------------------------ selection
-    def where(self, **equals: object) -> LossTable:
-        """Rows whose columns equal the given values (string comparison for factors)."""
+    def where(self, **conditions: object) -> LossTable:
+        """Rows that satisfy every condition COLUMN=SPEC: a value (equality; string comparison for factors),
+        ``"!=V"``, a set ``"A,B"`` (or a list), ``">=N"`` / ``">N"`` / ``"<=N"`` / ``"<N"`` (see
+        :mod:`bayes_l2l.where`)."""
+        from bayes_l2l.where import condition_mask, parse_condition
+
         mask = pd.Series(True, index=self.df.index)
-        for col, val in equals.items():
+        parsed = []
+        for col, spec in conditions.items():
             if col not in self.df.columns:
                 raise LossTableError(
                     f"{self.source}: --where names column '{col}', which the table does not have; "
                     f"columns are: {', '.join(self.df.columns)}"
                 )
-            series = self.df[col]
-            if pd.api.types.is_numeric_dtype(series):
-                mask &= series == float(val)  # type: ignore[arg-type]
-            else:
-                mask &= series.astype("string") == str(val)
+            cond = parse_condition(col, spec)
+            parsed.append(cond)
+            mask &= condition_mask(self.df, cond, self.source)
         if not mask.any():
             raise LossTableError(
-                f"{self.source}: no rows match {', '.join(f'{k}={v}' for k, v in equals.items())}; "
+                f"{self.source}: no rows match {', '.join(c.text() for c in parsed)}; "
                 f"check the spelling against `bayes-l2l inspect`"
             )
         return LossTable(self.df[mask].reset_index(drop=True), self.source, list(self.warnings))
 
-    def select(self, where: Mapping[str, object] | None = None, **equals: object) -> LossTable:
-        """Rows whose columns equal the given values: ``table.select(where={"architecture": "Llama"})`` or
-        ``table.select(architecture="Llama")`` (as :meth:`where`; no condition keeps every row)."""
-        conditions = {**dict(where or {}), **equals}
-        return self.where(**conditions) if conditions else self
+    def select(self, where: Mapping[str, object] | None = None, **conditions: object) -> LossTable:
+        """Rows that satisfy the conditions: ``table.select(where={"architecture": "Llama"})``,
+        ``table.select(architecture="Llama")``, ``table.select(where={"tokens": ">=1e9", "size": ["150M",
+        "300M"]})`` (as :meth:`where`; no condition keeps every row)."""
+        merged = {**dict(where or {}), **conditions}
+        return self.where(**merged) if merged else self
 
     # ------------------------------------------------------------------ metrics and averages
     def resolve_metric(self, spec: str) -> tuple[str, tuple[str, ...]]:
@@ -441,16 +445,29 @@ def _normalise(df: pd.DataFrame, source: str) -> pd.DataFrame:
     known = set(IDENTITY_COLUMNS) | set(MEASUREMENT_COLUMNS) | set(OPTIONAL_COLUMNS)
     for col in df.columns:
         if col not in known:
-            df[col] = df[col].map(_factor_string).astype("string")
+            df[col] = _factor_column(df[col])
     return df.reset_index(drop=True)
 
 
+def _factor_column(series: pd.Series) -> pd.Series:
+    """A factor column as strings (:func:`_factor_string`), each number in its column's own precision
+    (pandas hands ``map`` a float32 as a Python float, whose text would show float32's rounding)."""
+    values = series.to_numpy()
+    if values.dtype.kind == "f" and values.dtype.itemsize < 8:
+        return pd.Series([_factor_string(v) for v in values], index=series.index, dtype="string")
+    return series.map(_factor_string).astype("string")
+
+
 def _factor_string(v: object) -> object:
-    """Factor levels are strings; 2048.0 -> '2048', 0.0003 -> '0.0003', NaN stays missing."""
-    if v is None or (isinstance(v, float) and np.isnan(v)) or v is pd.NA:
+    """Factor levels are strings: text as written; a number as its shortest exact text in its own precision
+    (2048.0 -> '2048', 3e8 -> '300000000', 0.0003 -> '0.0003', float32 1.5e-05 -> '1.5e-05', not
+    '1.4999999621068127e-05'); NaN stays missing (docs/table.md, "Factor levels")."""
+    if v is None or (isinstance(v, float | np.floating) and np.isnan(v)) or v is pd.NA:
         return pd.NA
     if isinstance(v, float | np.floating):
-        return str(int(v)) if float(v).is_integer() else repr(float(v))
+        if float(v).is_integer() and abs(float(v)) < 1e16:
+            return str(int(v))
+        return str(v) if isinstance(v, np.floating) else repr(float(v))
     if isinstance(v, np.integer):
         return str(int(v))
     s = str(v).strip()

@@ -7,11 +7,12 @@ from pathlib import Path
 import typer
 from rich.markup import escape
 
-from bayes_l2l.cli.common import app, compact_table, console, parse_assignments, print_json, print_table
+from bayes_l2l.cli.common import app, compact_table, console, print_json, print_table
 from bayes_l2l.errors import UserInputError, check_output_file
 from bayes_l2l.point_fits import METHOD_PARAMS, METHOD_SETS, FitResult, GroupFit
 from bayes_l2l.simulate import SimulationSpec, simulate_table
 from bayes_l2l.table import LossTable
+from bayes_l2l.where import condition_text, parse_where
 
 TABLE_SUFFIXES = (".parquet", ".pq", ".csv")
 
@@ -156,7 +157,11 @@ def baseline_cmd(
     ),
     y: str = typer.Option(..., "--y", help="y metric, as for --x."),
     by: str | None = typer.Option(None, "--by", help="Factor whose levels are fitted separately."),
-    where: list[str] | None = typer.Option(None, "--where", help="Keep rows with COLUMN=VALUE (repeatable)."),
+    where: list[str] | None = typer.Option(
+        None,
+        "--where",
+        help="Keep rows COLUMN=VALUE; also !=, A,B (a set), >=, >, <=, < (numbers). Repeatable.",
+    ),
     method: str = typer.Option("both", "--method", help=f"One of {', '.join(METHOD_SETS)}."),
     unit: str = typer.Option("nats/token", "--unit", help="Use only values in this unit (or bits/byte)."),
     allow_mixed: bool = typer.Option(
@@ -171,7 +176,7 @@ def baseline_cmd(
 
     table = LossTable.read(table_path)
     n_stored = len(table.warnings)
-    filters = parse_assignments(where, "--where")
+    filters = parse_where(where)
     result = api.baseline(
         table,
         x,
@@ -192,7 +197,7 @@ def baseline_cmd(
         escape(
             f"baseline fits of {y} against {x}"
             + (f" by {by}" if by else "")
-            + (" where " + ", ".join(f"{k}={v}" for k, v in filters.items()) if filters else "")
+            + (" where " + ", ".join(condition_text(k, v) for k, v in filters.items()) if filters else "")
         )
         + " ([bold red]*[/] = at a bound: not determined by the data)"
     )

@@ -12,8 +12,11 @@ from rich.console import Console
 from rich.measure import Measurement
 from rich.table import Table
 
+from bayes_l2l.cli.help_format import hide_flag_types
 from bayes_l2l.errors import UserInputError
 from bayes_l2l.jsonable import to_json
+
+hide_flag_types()
 
 app = typer.Typer(
     name="bayes-l2l",
@@ -22,8 +25,18 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-console = Console()
-err_console = Console(stderr=True)
+
+
+class _Console(Console):
+    """A rich console that lets a closed pipe propagate as BrokenPipeError (rich's own handler exits 1), so
+    that :func:`bayes_l2l.cli.main` exits quietly with its documented status."""
+
+    def on_broken_pipe(self) -> None:
+        raise BrokenPipeError
+
+
+console = _Console()
+err_console = _Console(stderr=True)
 
 
 def compact_table(title: str) -> Table:
@@ -39,7 +52,7 @@ def print_table(table: Table) -> None:
     if natural <= console.width:
         console.print(table)
         return
-    Console(width=natural, force_terminal=console.is_terminal, no_color=console.no_color).print(table)
+    _Console(width=natural, force_terminal=console.is_terminal, no_color=console.no_color).print(table)
 
 
 def print_json(obj: Any) -> None:

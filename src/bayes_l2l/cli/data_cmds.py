@@ -17,6 +17,9 @@ from bayes_l2l.io.output_paths import check_writable
 from bayes_l2l.table import LossTable
 
 OUTPUT_SUFFIXES = (".parquet", ".pq", ".csv")
+LONG_LIST = 20
+"""A section of `inspect` with more entries than this is cut to its first HEAD_ROWS (unless --all)."""
+HEAD_ROWS = 10
 
 
 @app.command("import")
@@ -90,39 +93,58 @@ def import_cmd(
 def inspect_cmd(
     table_path: Path = typer.Argument(..., metavar="TABLE", help="A LossTable (.parquet or .csv)."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
+    show_all: bool = typer.Option(
+        False, "--all", help=f"List every run, metric, level and contrast (default: the first {HEAD_ROWS})."
+    ),
 ) -> None:
     """Show runs, checkpoints, metrics, factor levels, missing values, warnings and matched contrasts."""
     info = describe(LossTable.read(table_path))
     if as_json:
         print_json(info)
         return
-    _render(info)
+    _render(info, show_all=show_all)
 
 
 # ----------------------------------------------------------------------------------------- rendering
+def _head(items: list[Any], show_all: bool) -> tuple[list[Any], int]:
+    """The entries to print and how many are left out: all of them up to LONG_LIST, else the first
+    HEAD_ROWS."""
+    if show_all or len(items) <= LONG_LIST:
+        return items, 0
+    return items[:HEAD_ROWS], len(items) - HEAD_ROWS
+
+
+def _more(n: int) -> str:
+    return f"... {n} more (--all to list every one)"
+
+
 def _print_warnings(warnings: list[str]) -> None:
     for w in warnings:
         err_console.print(f"[yellow]warning:[/] {escape(w)}", highlight=False, soft_wrap=True)
 
 
-def _render(info: dict[str, Any]) -> None:
+def _render(info: dict[str, Any], *, show_all: bool = False) -> None:
     console.print(
         f"[bold]{escape(info['source'])}[/]: {info['rows']} rows, {info['checkpoints']} checkpoints of "
         f"{info['runs']} runs (models)",
         highlight=False,
         soft_wrap=True,
     )
-    runs = Table(title="Runs", show_lines=False)
+    per_run, more = _head(list(info["checkpoints_per_run"].items()), show_all)
+    runs = Table(title=f"Runs ({info['runs']})", show_lines=False)
     runs.add_column("run")
     runs.add_column("checkpoints", justify="right")
-    for run, n in info["checkpoints_per_run"].items():
+    for run, n in per_run:
         runs.add_row(escape(run), str(n))
+    if more:
+        runs.add_row(_more(more), "")
     print_table(runs)
 
-    metrics = Table(title="Metrics")
+    shown_metrics, more = _head(info["metrics"], show_all)
+    metrics = Table(title=f"Metrics ({len(info['metrics'])})")
     for col in ("metric", "unit", "kind", "checkpoints", "range", "estimator"):
         metrics.add_column(col, justify="right" if col == "checkpoints" else "left", overflow="fold")
-    for m in info["metrics"]:
+    for m in shown_metrics:
         metrics.add_row(
             m["metric"],
             m["unit"],
@@ -131,13 +153,17 @@ def _render(info: dict[str, Any]) -> None:
             f"{m['min']:.3f}-{m['max']:.3f}",
             escape("\n".join(m["estimators"])),
         )
+    if more:
+        metrics.add_row(_more(more), "", "", "", "", "")
     print_table(metrics)
 
     factors = Table(title="Factors (checkpoints per level)")
     factors.add_column("factor")
     factors.add_column("levels", overflow="fold")
     for name, f in info["factors"].items():
-        factors.add_row(escape(name), escape(", ".join(f"{lvl} ({n})" for lvl, n in f["levels"].items())))
+        levels, more = _head([f"{lvl} ({n})" for lvl, n in f["levels"].items()], show_all)
+        text = ", ".join(levels) + (f", {_more(more)}" if more else "")
+        factors.add_row(escape(name), f"[{f['n_levels']}] " + escape(text))
     print_table(factors)
 
     if info["missing"]:
@@ -147,7 +173,7 @@ def _render(info: dict[str, Any]) -> None:
             highlight=False,
             soft_wrap=True,
         )
-    _render_contrasts(info)
+    _render_contrasts(info, show_all=show_all)
     _print_warnings(info["warnings"])
 
 
@@ -158,7 +184,7 @@ def _matched_text(matched_on: list[dict[str, str]]) -> str:
     return first + (f" (+{more} more matched condition{'s' if more > 1 else ''})" if more else "")
 
 
-def _render_contrasts(info: dict[str, Any]) -> None:
+def _render_contrasts(info: dict[str, Any], *, show_all: bool = False) -> None:
     if not info["contrasts"]:
         console.print("No factor has two or more levels: no contrasts to check.")
         return
@@ -168,13 +194,16 @@ def _render_contrasts(info: dict[str, Any]) -> None:
     for col in ("factor", "level vs base", "matched?", "matched on / confounded with"):
         tbl.add_column(col, overflow="fold")
     for factor, c in info["contrasts"].items():
-        for lv in c["levels"]:
+        shown, more = _head(c["levels"], show_all)
+        for lv in shown:
             if lv["matched"]:
                 where, verdict = _matched_text(lv["matched_on"]), "[green]matched[/]"
             else:
                 where = "confounded with " + (", ".join(lv["confounded_with"]) or "the other factors")
                 verdict = "[red]confounded[/]"
             tbl.add_row(escape(factor), escape(f"{lv['level']} vs {c['base']}"), verdict, escape(where))
+        if more:
+            tbl.add_row(escape(factor), _more(more), "", "")
         pairs = [f"{p['level']} vs {p['versus']}" for p in c["other_matched_pairs"]]
         if pairs:
             shown = "; ".join(pairs[:6]) + (

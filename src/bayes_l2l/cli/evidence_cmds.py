@@ -22,7 +22,8 @@ from bayes_l2l.cli.render import (
     say,
 )
 from bayes_l2l.errors import UserInputError
-from bayes_l2l.posterior_files import is_posterior_folder
+from bayes_l2l.posterior_files import is_posterior_folder, require_posterior_folder
+from bayes_l2l.where import parse_where
 
 ROPE_HELP = (
     "Region of practical equivalence in y's unit (default: 0.02 nats/token or its per-unit equivalent)."
@@ -98,7 +99,10 @@ def compare_command(
     y: Annotated[str | None, typer.Option("--y", help="y metric (when SOURCE is a table).")] = None,
     base: Annotated[list[str] | None, typer.Option("--base", help="Base level FACTOR=LEVEL (table).")] = None,
     where: Annotated[
-        list[str] | None, typer.Option("--where", help="Keep rows COLUMN=VALUE (table).")
+        list[str] | None,
+        typer.Option(
+            "--where", help="Keep rows COLUMN=VALUE; also !=, A,B (a set), >=, >, <=, < (numbers). (table)"
+        ),
     ] = None,
     output: Annotated[
         Path | None,
@@ -108,7 +112,9 @@ def compare_command(
             help="Posterior folder to write when SOURCE is a table (default: out/<question>/, one per question).",
         ),
     ] = None,
-    overwrite: Annotated[bool, typer.Option(help="Replace another posterior in --output.")] = False,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace another posterior in --output.")
+    ] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print the evidence as JSON.")] = False,
     fit_opts: Any = None,
 ) -> int:
@@ -144,21 +150,28 @@ def test_command(
         list[str] | None,
         typer.Option("--against", help="Curve to test against, FACTOR=LEVEL (default: base)."),
     ] = None,
-    where: Annotated[list[str] | None, typer.Option("--where", help="Keep new rows COLUMN=VALUE.")] = None,
+    where: Annotated[
+        list[str] | None,
+        typer.Option("--where", help="Keep new rows COLUMN=VALUE (or !=, A,B, >=, >, <=, <)."),
+    ] = None,
     rope: Annotated[float | None, typer.Option(help=ROPE_HELP)] = None,
     allow_mixed: Annotated[
-        bool, typer.Option(help="Accept new losses measured with another estimator than the fit's.")
+        bool,
+        typer.Option(
+            "--allow-mixed", help="Accept new losses measured with another estimator than the fit's."
+        ),
     ] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> int:
     """Do new checkpoints lie on the base (or a given) curve? Gap with interval, P(shift), decision, z."""
+    require_posterior_folder(posterior)  # before jax: a wrong folder is refused at once
     from bayes_l2l import api
 
     fit = api.load(posterior)
     res = fit.test(
         new_table,
         against=parse_assignments(against, "--against"),
-        where=parse_assignments(where, "--where"),
+        where=parse_where(where),
         rope=rope,
         allow_mixed=allow_mixed,
     )
@@ -202,6 +215,7 @@ def predict_command(
 ) -> int:
     """Predict y from x with 50% and 90% predictive intervals (a new run's checkpoint, or with --run a
     further checkpoint of a fitted run); flag extrapolation."""
+    require_posterior_folder(posterior)  # before jax: a wrong folder is refused at once
     from bayes_l2l import api
 
     if (x is None) == (from_table is None):
@@ -228,9 +242,12 @@ def report_command(
     ] = None,
     rope: Annotated[float | None, typer.Option(help=ROPE_HELP)] = None,
     loo: Annotated[bool, typer.Option("--loo/--no-loo", help="LOO by run vs one shared curve.")] = True,
-    overwrite: Annotated[bool, typer.Option(help="Replace an existing report / figures.")] = False,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace an existing report / figures.")
+    ] = False,
 ) -> int:
     """Write one self-contained HTML report: question, data, diagnostics, evidence, figures, caveats."""
+    require_posterior_folder(posterior)  # before jax: a wrong folder is refused at once
     from bayes_l2l import api
     from bayes_l2l.errors import check_output_file
 
@@ -257,7 +274,8 @@ def demo_command(
     y: Annotated[str | None, typer.Option("--y", help="y metric (with --table).")] = None,
     factor: Annotated[list[str] | None, typer.Option("--factor", help="Factors (with --table).")] = None,
     where: Annotated[
-        list[str] | None, typer.Option("--where", help="Keep rows COLUMN=VALUE (with --table).")
+        list[str] | None,
+        typer.Option("--where", help="Keep rows COLUMN=VALUE (or !=, A,B, >=, >, <=, <; with --table)."),
     ] = None,
     quick: Annotated[
         bool, typer.Option("--quick", help="Small data and short chains; no LOO (a smoke run).")
@@ -276,7 +294,7 @@ def demo_command(
             x=x,
             y=y,
             factors=factor,
-            where=parse_assignments(where, "--where"),
+            where=parse_where(where),
             quick=quick,
             rope=rope,
             simulated=simulated,

@@ -12,6 +12,8 @@ from rich.markup import escape
 from bayes_l2l.cli.common import app, console, parse_assignments, print_json, progress_status
 from bayes_l2l.cli.fit_options import FitCommandOptions, with_fit_options
 from bayes_l2l.cli.render import print_posterior_summary
+from bayes_l2l.posterior_files import require_posterior_folder
+from bayes_l2l.where import parse_where
 
 
 def fit_table(
@@ -37,7 +39,7 @@ def fit_table(
             x,
             y,
             factors,
-            where=parse_assignments(where, "--where"),
+            where=parse_where(where),
             base=parse_assignments(base, "--base"),
             output=output,
             overwrite=overwrite,
@@ -63,8 +65,16 @@ def fit_command(
     base: Annotated[
         list[str] | None, typer.Option("--base", help="Base level FACTOR=LEVEL (repeatable).")
     ] = None,
-    where: Annotated[list[str] | None, typer.Option("--where", help="Keep rows with COLUMN=VALUE.")] = None,
-    overwrite: Annotated[bool, typer.Option(help="Replace an existing posterior folder.")] = False,
+    where: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--where",
+            help="Keep rows COLUMN=VALUE; also !=, A,B (a set), >=, >, <=, < (numbers). Repeatable.",
+        ),
+    ] = None,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace an existing posterior folder.")
+    ] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
     fit_opts: FitCommandOptions | None = None,
 ) -> int:
@@ -96,6 +106,7 @@ def show_command(
     json_out: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> int:
     """Print the summary of a saved posterior."""
+    require_posterior_folder(posterior)  # before jax: a wrong folder is refused at once
     from bayes_l2l import api
 
     fit = api.load(posterior)

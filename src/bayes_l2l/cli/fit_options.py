@@ -132,7 +132,7 @@ _OPTIONS: dict[str, tuple[Any, Any]] = {
         False,
     ),
     "allow_mixed": (
-        Annotated[bool, typer.Option(help="Allow averages over different estimators.")],
+        Annotated[bool, typer.Option("--allow-mixed", help="Allow averages over different estimators.")],
         False,
     ),
     "max_x": (
@@ -182,7 +182,10 @@ _OPTIONS: dict[str, tuple[Any, Any]] = {
         None,
     ),
     "seed": (Annotated[int, typer.Option(help="Random seed (same seed, same numbers).")], 0),
-    "paper_mode": (Annotated[bool, typer.Option(help="Fix Ex, Ey from the paper's two-stage fit.")], False),
+    "paper_mode": (
+        Annotated[bool, typer.Option("--paper-mode", help="Fix Ex, Ey from the paper's two-stage fit.")],
+        False,
+    ),
     "compute": (Annotated[str, typer.Option(help="Joint compute-to-loss component: auto, on, off.")], "auto"),
     "prior_ex": (
         Annotated[str | None, typer.Option(help="User prior MEAN,SD (nats) on the base Ex.")],

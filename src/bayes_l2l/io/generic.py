@@ -67,6 +67,7 @@ def read_generic(path: Path, *, mapping: Path | None = None) -> LossTable:
         return LossTable.read(path)
     spec = _load_mapping(Path(mapping))
     data = _read_data(path, spec.get("read", {}), Path(mapping))
+    data = _factor_columns_as_text(data, path, spec)
     return _apply(data, spec, path, Path(mapping))
 
 
@@ -132,6 +133,21 @@ def _read_data(path: Path, read: dict[str, Any], mapping: Path) -> pd.DataFrame:
     except Exception as exc:  # noqa: BLE001 - any parser failure is a problem with the user's file
         raise UserInputError(f"{path}: could not be read ({exc}); check read.sep in {mapping}") from exc
     raise UserInputError(f"{path}: unknown file type '{suffix}'; use .csv, .tsv or .parquet")
+
+
+def _factor_columns_as_text(data: pd.DataFrame, path: Path, spec: dict[str, Any]) -> pd.DataFrame:
+    """The factor columns of a CSV as the file wrote them ('3.0', '1e-3', '0.10'), not as the floats pandas
+    parsed (3 -> '3', 0.001); an empty cell stays missing (docs/table.md, "Factor levels")."""
+    if path.suffix.lower() not in (".csv", ".tsv", ".txt"):
+        return data
+    entries = (spec.get("factors") or {}).values() if isinstance(spec.get("factors"), dict) else []
+    named = {e if isinstance(e, str) else e.get("column") if isinstance(e, dict) else None for e in entries}
+    cols = [c for c in data.columns if c in named and not pd.api.types.is_string_dtype(data[c])]
+    if not cols:
+        return data
+    sep = (spec.get("read") or {}).get("sep", "\t" if path.suffix.lower() == ".tsv" else ",")
+    text = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, na_values=[""], usecols=cols)
+    return data.assign(**{c: text[c].str.strip().to_numpy() for c in cols})
 
 
 # ----------------------------------------------------------------------------------------- application
