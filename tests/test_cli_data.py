@@ -242,7 +242,7 @@ def test_import_checks_the_output_path_before_reading(
 
 def test_check_writable(tmp_path: Path) -> None:
     from bayes_l2l.errors import UserInputError
-    from bayes_l2l.io.output_paths import check_writable
+    from bayes_l2l.output_paths import check_writable
 
     assert (
         check_writable(tmp_path / "new" / "deeper" / "t.parquet", "-o")

@@ -245,7 +245,7 @@ def baseline(
     *,
     where: Mapping[str, str] | None = None,
     method: str = "both",
-    unit: str = "nats/token",
+    unit: str | None = None,
     allow_mixed: bool = False,
     n_starts: int = 24,
     seed: int = 0,

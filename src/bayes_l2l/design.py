@@ -316,6 +316,15 @@ def index_conditions(
     return pts, conditions, runs
 
 
+def check_distinct_axes(x: str, y: str, source: str) -> None:
+    """Refuse a question whose x and y are the same metric (the curve would be the identity)."""
+    if x.strip() == y.strip():
+        raise UserInputError(
+            f"{source}: --x and --y are both {x}; a loss-to-loss curve relates two different metrics "
+            "(e.g. --x val/c4 --y test/hellaswag)"
+        )
+
+
 def resolve_units(table: LossTable, question: Question) -> Question:
     """A copy of ``question`` with x_unit and y_unit chosen from the units the table stores each metric in."""
     units: dict[str, str] = {}
@@ -361,6 +370,7 @@ def build_design(table: LossTable, question: Question) -> Design:
         raise UserInputError(
             f"{source}: factor(s) {', '.join(unknown)} not in the table; factors are: {', '.join(table.factors)}"
         )
+    check_distinct_axes(question.x, question.y, source)
     question = resolve_units(table, question)
     xs, ys = axis_series(table, question)
     ident = table.checkpoints()
@@ -427,6 +437,13 @@ def build_design(table: LossTable, question: Question) -> Design:
         raise UserInputError(
             f"{source}: condition(s) with fewer than {MIN_POINTS_PER_CONDITION} checkpoints cannot be fitted: "
             f"{detail}. Drop them with --where, merge levels, or add checkpoints"
+        )
+    flat_y = conditions[(conditions["max_y"] - conditions["min_y"]) <= 0]
+    if len(flat_y):
+        raise UserInputError(
+            f"{source}: y ({question.y}) is constant in condition {flat_y['condition'].iloc[0]} "
+            f"({float(flat_y['min_y'].iloc[0]):g} at every checkpoint); a loss-to-loss curve needs y to vary. "
+            "Check the y column (a placeholder or a copied value?) or choose another y"
         )
     flat = conditions[(conditions["max_x"] - conditions["min_x"]) <= 0]
     if len(flat):

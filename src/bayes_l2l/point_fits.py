@@ -589,12 +589,13 @@ def baseline_points(
     y: str,
     by: str | None = None,
     *,
-    unit: str | None = "nats/token",
+    unit: str | None = None,
     allow_mixed: bool = False,
 ) -> pd.DataFrame:
     """One row per checkpoint with both metrics: run, checkpoint, params, tokens, group, x, y, estimators.
 
-    Only values in ``unit`` are used (None: any unit, refused if a metric comes in several). Averages
+    Only values in ``unit`` are used (None: each axis in the unit the table stores it in, the first of
+    units.PREFERENCE where it has several). Averages
     (val/avg4, mean(a,b)) refuse to mix estimators unless ``allow_mixed``.
     """
     if by is not None and by not in table.df.columns:
@@ -602,15 +603,11 @@ def baseline_points(
             f"{table.source}: --by names '{by}', which is not a column of the table; factors are: "
             f"{', '.join(table.factors)}"
         )
-    xs = table.metric_series(x, unit=unit, allow_mixed=allow_mixed)
-    ys = table.metric_series(y, unit=unit, allow_mixed=allow_mixed)
-    for series, axis, spec in ((xs, "x", x), (ys, "y", y)):
-        units = sorted(set(series["unit"].astype(str)))
-        if len(units) > 1:
-            raise UserInputError(
-                f"{table.source}: the {axis} metric '{spec}' comes in several units ({', '.join(units)}); "
-                "pick one with --unit nats/token or --unit bits/byte"
-            )
+    from bayes_l2l.design import Question, axis_series, check_distinct_axes, resolve_units
+
+    check_distinct_axes(x, y, table.source)
+    question = resolve_units(table, Question(x=x, y=y, unit=unit, allow_mixed=allow_mixed))
+    xs, ys = axis_series(table, question)
     pts = xs.rename(columns={"value": "x", "unit": "x_unit", "estimator": "x_estimator"}).merge(
         ys.rename(columns={"value": "y", "unit": "y_unit", "estimator": "y_estimator"}),
         on=["run", "checkpoint"],
@@ -686,7 +683,7 @@ def fit_baseline_groups(
     by: str | None = None,
     method: str = "both",
     *,
-    unit: str | None = "nats/token",
+    unit: str | None = None,
     allow_mixed: bool = False,
     n_starts: int = 24,
     seed: int = 0,
@@ -708,7 +705,7 @@ def fit_baselines(
     by: str | None = None,
     method: str = "both",
     *,
-    unit: str | None = "nats/token",
+    unit: str | None = None,
     allow_mixed: bool = False,
     n_starts: int = 24,
     seed: int = 0,

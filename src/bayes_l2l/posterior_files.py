@@ -43,6 +43,9 @@ def check_posterior_folder(folder: str | Path, *, overwrite: bool = False) -> No
         raise UserInputError(
             f"{folder}: is a file; -o takes a folder for the posterior ({', '.join(POSTERIOR_FILES)})"
         )
+    from bayes_l2l.output_paths import check_writable
+
+    check_writable(folder / "fit.json", f"-o {folder}:")
     if overwrite:
         return
     if (folder / "fit.json").exists():

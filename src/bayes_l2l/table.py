@@ -577,7 +577,9 @@ def validate_frame(df: pd.DataFrame, source: str) -> None:
     key = ["run", "checkpoint", "metric", "unit"]
     dup = df.duplicated(key, keep=False)
     if dup.any():
-        rows = df.index[dup][:2]
+        first = df.index[dup][0]
+        same = (df[key] == df.loc[first, key]).all(axis=1)
+        rows = df.index[same][:2]  # the first duplicate and its own twin (not another pair's row)
         raise LossTableError(
             f"{source}: duplicate checkpoint rows: {_row_label(df, rows[0])} and {_row_label(df, rows[1])} "
             f"have the same {', '.join(key)}; drop one, or give them distinct checkpoint ids"

@@ -163,7 +163,9 @@ def baseline_cmd(
         help="Keep rows COLUMN=VALUE; also !=, A,B (a set), >=, >, <=, < (numbers). Repeatable.",
     ),
     method: str = typer.Option("both", "--method", help=f"One of {', '.join(METHOD_SETS)}."),
-    unit: str = typer.Option("nats/token", "--unit", help="Use only values in this unit (or bits/byte)."),
+    unit: str | None = typer.Option(
+        None, "--unit", help="Unit of both axes (default: each as the table stores it)."
+    ),
     allow_mixed: bool = typer.Option(
         False, "--allow-mixed", help="Let averages mix estimators (e.g. val/avg5 with SlimPajama's windows)."
     ),

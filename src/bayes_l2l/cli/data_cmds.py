@@ -13,7 +13,7 @@ from bayes_l2l.cli.common import app, console, err_console, parse_assignments, p
 from bayes_l2l.errors import UserInputError, check_output_file
 from bayes_l2l.io import FORMATS, import_table
 from bayes_l2l.io.describe import describe
-from bayes_l2l.io.output_paths import check_writable
+from bayes_l2l.output_paths import check_writable
 from bayes_l2l.table import LossTable
 
 OUTPUT_SUFFIXES = (".parquet", ".pq", ".csv")
