@@ -377,14 +377,25 @@ class Fit:
         rope: float | None = None,
         loo: bool = True,
         progress: Progress = None,
+        min_support_points: int | None = None,
+        min_support_fraction: float | None = None,
     ) -> Evidence:
         """Does changing each factor shift the curve? ``factors`` default to every factor of the fit.
         ``rope``: region of practical equivalence of the gap (y's unit; default per unit, 0.02 nats/token,
-        docs/evidence.md); ``loo``: leave-one-run-out elpd
-        against one shared curve (fitted once per factor; cached in :attr:`folder` when saved)."""
+        docs/evidence.md); ``loo``: leave-one-run-out elpd against one shared curve (fitted once per
+        factor; cached in :attr:`folder` when saved); ``min_support_points`` / ``min_support_fraction``: the
+        common x support a decision needs (default 3 checkpoints a side and 10% of the narrower x range;
+        below it the contrast is "not identifiable: too little common support")."""
         names = [f for item in factors for f in _factors(item)] or list(self.design.factor_levels)
         contrasts, shared = comparisons.compare_factors(
-            self.posterior, names, rope=rope, loo=loo, cache=self.folder, progress=progress
+            self.posterior,
+            names,
+            rope=rope,
+            loo=loo,
+            cache=self.folder,
+            progress=progress,
+            min_support_points=min_support_points,
+            min_support_fraction=min_support_fraction,
         )
         return Evidence(self, contrasts, comparisons.check_rope(rope, self.question.y_unit), shared)
 

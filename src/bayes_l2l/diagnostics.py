@@ -40,6 +40,13 @@ def diagnose(post: Posterior) -> dict[str, Any]:
                 "confirm decisions with --method nuts",
             }
         )
+        degenerate = _degenerate_draws(dt, names)
+        if degenerate:
+            out["problems"] = [
+                "the Laplace approximation is degenerate (draws at 0, infinite or NaN for "
+                f"{', '.join(degenerate)}: a mode on a boundary); use --method nuts"
+            ]
+            out["ok"] = False
         return out
     summ = az.summary(dt, var_names=names, kind="diagnostics", round_to="none")
     # Deterministic transforms of constants (e.g. paper-mode Ex) have no variance: R-hat is NaN there.
@@ -82,6 +89,18 @@ def diagnose(post: Posterior) -> dict[str, Any]:
 
 
 LOG_SCALE_VARS = ("K", "kappa")
+
+
+def _degenerate_draws(dt: Any, names: list[str]) -> list[str]:
+    """Scalar parameters (sigma, sigma_run, nu) whose approximate draws are non-finite or all but zero."""
+    bad = []
+    for v in ("sigma", "sigma_run", "nu", *names):
+        if v not in dt["posterior"] or v in bad:
+            continue
+        arr = np.asarray(dt["posterior"][v].values, dtype=float)
+        if not np.isfinite(arr).all() or (v in ("sigma", "sigma_run", "nu") and (arr <= 1e-12).mean() > 0.01):
+            bad.append(v)
+    return bad
 
 
 def identification(post: Posterior) -> pd.DataFrame:

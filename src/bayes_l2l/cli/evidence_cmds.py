@@ -116,6 +116,18 @@ def compare_command(
         bool, typer.Option("--overwrite", help="Replace another posterior in --output.")
     ] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print the evidence as JSON.")] = False,
+    min_support_points: Annotated[
+        int | None,
+        typer.Option(
+            help="Checkpoints of each side a decision needs inside the common x support (default 3)."
+        ),
+    ] = None,
+    min_support_fraction: Annotated[
+        float | None,
+        typer.Option(
+            help="Common x support a decision needs, as a share of the narrower x range (default 0.1)."
+        ),
+    ] = None,
     fit_opts: Any = None,
 ) -> int:
     """Does changing FACTOR shift the loss-to-loss curve? Curve gaps, decisions and LOO by run. SOURCE is a
@@ -134,7 +146,14 @@ def compare_command(
         overwrite=overwrite,
     )
     with progress_status("comparing") as progress:
-        ev = fit.compare(*factors, rope=rope, loo=loo, progress=progress)
+        ev = fit.compare(
+            *factors,
+            rope=rope,
+            loo=loo,
+            progress=progress,
+            min_support_points=min_support_points,
+            min_support_fraction=min_support_fraction,
+        )
     if json_out:
         print_json(ev.to_dict())
     else:
