@@ -196,6 +196,8 @@ def reconcile(decision: str, elpd_diff: float | None, elpd_se: float | None, elp
     if decision.startswith("not identifiable") or decision.startswith("in doubt"):
         return f"no decision ({decision}); the predictive comparison cannot stand in for one"
     if elpd_diff is None or elpd_se is None or not np.isfinite(elpd_diff):
+        if not elpd_note:
+            return "the out-of-sample comparison was not run (--no-loo / loo=False); the decision rests on the gap"
         return "the out-of-sample comparison is not available (why: above); the decision rests on the posterior gap"
     unreliable = (
         " (but the shared-curve fit was unreliable)" if elpd_note and "UNRELIABLE" in elpd_note else ""
