@@ -196,7 +196,7 @@ def test_import_refuses_to_overwrite_unless_told(tmp_path: Path, capsys) -> None
 
 
 # ------------------------------------------------------------------------------------------ output paths
-LADDER = Path(__file__).parent / "fixtures" / "ladder"
+LADDER = Path(__file__).parents[1] / "examples" / "ladder"
 
 
 def test_import_ladder_with_a_quoted_glob(tmp_path: Path, capsys) -> None:

@@ -14,7 +14,7 @@ from bayes_l2l.io import expand_paths, import_table
 from bayes_l2l.io.labels import parse_count
 from bayes_l2l.table import PLAUSIBLE_RANGE, UNITS, LossTable
 
-LADDER = Path(__file__).parent / "fixtures" / "ladder"
+LADDER = Path(__file__).parents[1] / "examples" / "ladder"
 METRIC = "metrics: {val/c4: {column: loss, unit: nats/token, estimator: e}}\n"
 
 

@@ -32,7 +32,7 @@ from bayes_l2l.support import (
 from bayes_l2l.table import LossTable
 from bayes_l2l.units import choose_unit, conversion_factor, default_rope
 
-LADDER = Path(__file__).parent / "fixtures" / "ladder"
+LADDER = Path(__file__).parents[1] / "examples" / "ladder"
 AXES = {"x": "val/c4", "y": "test/hellaswag"}
 
 
