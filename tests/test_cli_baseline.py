@@ -139,7 +139,7 @@ def test_baseline_bad_input_exit_2(sim_table: Path, capsys: pytest.CaptureFixtur
             ["baseline", str(sim_table.with_name("missing.parquet")), "--x", "val/c4", "--y", "test/a"],
             "no such file",
         ),
-        ([*base, "--unit", "bits/byte"], "choose another unit"),
+        ([*base, "--unit", "bits/byte"], "has no bits/byte values"),
     ]
     for argv, message in cases:
         assert main(argv) == 2, argv

@@ -125,11 +125,12 @@ def test_support_minimum_counts_and_width():
         {"cond_idx": [0] * 6 + [1] * 6, "x": [3, 3.2, 3.4, 3.6, 3.8, 4.0, 3.99, 4.2, 4.4, 4.6, 4.8, 5]}
     )
     info = common_support(points, 0, 1, [3.99, 4.0])
-    assert info["n_level"] == 1 and info["n_base"] == 1 and info["fraction"] < 0.1
-    reason = too_little_support(info)
-    assert "1% of the narrower x range" in reason and "minimum 3 each" in reason
+    assert info["inside_level"] == 1 and info["inside_base"] == 1 and info["fraction"] < 0.1
+    assert info["n_level"] == 2 and info["n_base"] == 2  # plus the nearest checkpoint outside
+    assert too_little_support(info) == "the overlap is 0.01 wide, 1% of the narrower x range (minimum 10%)"
+    assert "minimum 3 each" in too_little_support(info, min_points=3)
     wide = common_support(points, 0, 1, [3.0, 4.0])
-    assert too_little_support({**wide, "n_base": 3}) is None
+    assert too_little_support(wide) is None
     assert (
         too_little_support(common_support(points, 0, 1, [4.0, 3.99]))
         == "the two conditions' x ranges do not overlap"
@@ -143,7 +144,7 @@ def test_barely_overlapping_conditions_are_not_identifiable_not_shift():
     (c,) = fit.compare("data", loo=False).contrasts["data"]
     assert c.decision == "not identifiable: too little common support"
     assert c.decision_if_supported in ("shift", "undecided", "no practical shift")
-    assert "too little common support" in c.note and c.common_support["n_level"] < 3
+    assert "too little common support" in c.note and c.common_support["fraction"] < 0.1
     loose = fit.compare("data", loo=False, min_support_points=1, min_support_fraction=0.0).contrasts["data"][
         0
     ]
@@ -215,7 +216,7 @@ def test_pooled_factor_is_one_that_varies_inside_a_condition():
         ("shift", (30.0, 5.0), "a real, practically relevant shift"),
         ("shift", (-30.0, 5.0), "not borne out out of sample"),
         ("undecided", (3.0, 5.0), "does not tell separate curves from one shared curve"),
-        ("shift", (None, None), "not available"),
+        ("shift", (None, None), "was not run"),
         ("not identifiable: too little common support", (30.0, 5.0), "no decision"),
     ],
 )
@@ -279,7 +280,7 @@ def test_ladder_from_files_to_decisions_with_one_mapping_and_one_compare(tmp_pat
     assert main(["import", "-f", "generic", glob, "-m", str(LADDER / "mapping.yaml"), "-o", str(out)]) == 0
     capsys.readouterr()
     code = main(["compare", str(out), "--x", "val/c4", "--y", "test/hellaswag", "--factor", "pretraining_data",
-                 "--factor", "size", "-o", str(tmp_path / "post"), "--json"])  # fmt: skip
+                 "--factor", "size", "-o", str(tmp_path / "post"), "--json", "--kfold-budget", "0"])  # fmt: skip
     assert code == 0
     ev = json.loads(capsys.readouterr().out)
     assert ev["y_unit"] == "bits/byte" and ev["x_unit"] == "nats/token"
@@ -289,3 +290,39 @@ def test_ladder_from_files_to_decisions_with_one_mapping_and_one_compare(tmp_pat
     assert data["decision"] == "shift" and lo < 0.05 < hi  # planted +0.05 bits/byte for DCLM
     for c in by_factor["size"]:
         assert {d["column"] for d in c["confounded_with"]} >= {"learning_rate", "batch_size"}
+
+
+# ------------------------------------------------------------------------------------------ K-fold by run
+@pytest.mark.slow
+def test_kfold_by_run_favours_separate_curves_for_a_real_shift_only():
+    from bayes_l2l.comparisons import fit_like
+    from bayes_l2l.kfold import fold_assignment, kfold_compare
+
+    results = {}
+    for shift in (0.0, 0.15):
+        fit = bl.fit(_curve_table({"A": (3.0, 4.0), "B": (3.0, 4.0)}, shift=shift, runs=3), "val/c4",
+                     "test/hellaswag", "data")  # fmt: skip
+        folds, why = fold_assignment(fit.design)
+        assert why is None and len(set(folds.values())) == 3
+        # every fold keeps a run of each condition
+        for k in set(folds.values()):
+            kept = {r.split("-")[0] for r, f in folds.items() if f != k}
+            assert kept == {"A", "B"}
+        results[shift] = kfold_compare(fit.posterior, "data", budget_s=600, fit=fit_like)
+    assert results[0.15]["elpd_diff"] > 2 * results[0.15]["elpd_se"]
+    assert (
+        results[0.0]["elpd_diff"] < results[0.15]["elpd_diff"]
+        and "K-fold by run (3 folds" in results[0.0]["note"]
+    )
+
+
+def test_kfold_by_run_says_why_it_cannot_run():
+    from bayes_l2l.kfold import fold_assignment, kfold_compare
+
+    fit = bl.fit(_curve_table({"A": (3.0, 4.0), "B": (3.0, 4.0)}, runs=1), "val/c4", "test/hellaswag", "data",
+                 method="approx")  # fmt: skip
+    assert "at least 2 runs in every condition" in fold_assignment(fit.design)[1]
+    two = bl.fit(_curve_table({"A": (3.0, 4.0), "B": (3.0, 4.0)}, runs=2), "val/c4", "test/hellaswag", "data",
+                 method="approx")  # fmt: skip
+    res = kfold_compare(two.posterior, "data", budget_s=0.0, fit=lambda p, d: None)
+    assert res["elpd_diff"] is None and "over the budget of 0 s" in res["note"]

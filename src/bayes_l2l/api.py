@@ -379,13 +379,15 @@ class Fit:
         progress: Progress = None,
         min_support_points: int | None = None,
         min_support_fraction: float | None = None,
+        kfold_budget_s: float | None = None,
     ) -> Evidence:
         """Does changing each factor shift the curve? ``factors`` default to every factor of the fit.
         ``rope``: region of practical equivalence of the gap (y's unit; default per unit, 0.02 nats/token,
         docs/evidence.md); ``loo``: leave-one-run-out elpd against one shared curve (fitted once per
         factor; cached in :attr:`folder` when saved); ``min_support_points`` / ``min_support_fraction``: the
-        common x support a decision needs (default 3 checkpoints a side and 10% of the narrower x range;
-        below it the contrast is "not identifiable: too little common support")."""
+        common x support a decision needs (default 2 checkpoints a side pinning the curve, inside it or nearest to it, and 10% of the narrower x range;
+        below it the contrast is "not identifiable: too little common support"); ``kfold_budget_s``: seconds
+        the K-fold-by-run refits may take where PSIS-LOO is unreliable (default 300; 0 turns K-fold off)."""
         names = [f for item in factors for f in _factors(item)] or list(self.design.factor_levels)
         contrasts, shared = comparisons.compare_factors(
             self.posterior,
@@ -396,6 +398,7 @@ class Fit:
             progress=progress,
             min_support_points=min_support_points,
             min_support_fraction=min_support_fraction,
+            kfold_budget_s=kfold_budget_s,
         )
         return Evidence(self, contrasts, comparisons.check_rope(rope, self.question.y_unit), shared)
 

@@ -279,11 +279,13 @@ def compare_factors(
     progress: Progress = None,
     min_support_points: int | None = None,
     min_support_fraction: float | None = None,
+    kfold_budget_s: float | None = None,
 ) -> tuple[dict[str, list[Any]], dict[str, dict[str, Any]]]:
     """``evidence.compare_factor`` for each factor; with ``loo`` also the leave-one-run-out comparison
     against the shared-curve fit (cached in ``cache``). Returns (contrasts per factor, shared-fit info).
     ``min_support_points`` / ``min_support_fraction``: the common support a decision needs (defaults in
-    :mod:`bayes_l2l.support`)."""
+    :mod:`bayes_l2l.support`). Where PSIS-LOO is unreliable, K-fold by run (:mod:`bayes_l2l.kfold`) takes its
+    place if its refits fit in ``kfold_budget_s`` (default: the fit budget, 300 s)."""
     from bayes_l2l.evidence import compare_factor, loo_runs, loo_unavailable
     from bayes_l2l.support import reconcile
 
@@ -325,11 +327,19 @@ def compare_factors(
                 "ignore", message="Estimated shape parameter of Pareto", category=UserWarning
             )
             results[f] = compare_factor(post, f, rope=rope, shared=shared, **support_options)
+        if loo and results[f] and results[f][0].elpd_diff is None:
+            psis_note = unavailable or results[f][0].elpd_note or ""
+            if psis_note.startswith("not available: leave-one-run-out PSIS"):
+                kf = run_kfold(post, f, kfold_budget_s, progress)
+                shared_info.setdefault(f, {})["kfold"] = {k: v for k, v in kf.items() if k != "problems"}
+                for c in results[f]:
+                    c.elpd_diff, c.elpd_se = kf["elpd_diff"], kf["elpd_se"]
+                    c.elpd_note = kf["note"] if kf["elpd_diff"] is not None else f"{psis_note}; {kf['note']}"
         shared_problems = shared_info.get(f, {}).get("diagnostics", {}).get("problems") or []
         for c in results[f]:
-            if unavailable is not None:
+            if unavailable is not None and c.elpd_diff is None and not c.elpd_note:
                 c.elpd_note = unavailable
-            if shared_problems and c.elpd_diff is not None:
+            if shared_problems and c.elpd_diff is not None and "K-fold" not in (c.elpd_note or ""):
                 c.elpd_note = (
                     f"{c.elpd_note}; UNRELIABLE: the one-shared-curve fit failed its diagnostics "
                     f"({'; '.join(shared_problems)}) — expected when the factor really shifts the curve, "
@@ -337,6 +347,20 @@ def compare_factors(
                 )
             c.reconciliation = reconcile(c.decision, c.elpd_diff, c.elpd_se, c.elpd_note)
     return results, shared_info
+
+
+def run_kfold(post: Any, factor: str, budget_s: float | None, progress: Progress) -> dict[str, Any]:
+    """K-fold by run for ``factor`` (:func:`bayes_l2l.kfold.kfold_compare`) with the shared fit's settings."""
+    from bayes_l2l.kfold import kfold_compare
+    from bayes_l2l.sampler_policy import DEFAULT_BUDGET_S
+
+    return kfold_compare(
+        post,
+        factor,
+        budget_s=DEFAULT_BUDGET_S if budget_s is None else budget_s,
+        fit=lambda p, d: fit_like(p, d),
+        progress=progress,
+    )
 
 
 def check_support_options(points: int | None, fraction: float | None) -> dict[str, Any]:

@@ -399,8 +399,7 @@ def loo_unavailable(pareto_k: np.ndarray, runs: list[str], which: str) -> str | 
     return (
         f"not available: leave-one-run-out PSIS is unreliable here (Pareto k up to {np.nanmax(k):.2f} > "
         f"{PARETO_K_MAX} for {bad.size} of {k.size} runs in the {which} fit: {names}; typically runs alone in "
-        f"their condition, which separate curves cannot predict); K-fold by run would need {k.size} refits "
-        "and is not run"
+        f"their condition, which separate curves cannot predict)"
     )
 
 

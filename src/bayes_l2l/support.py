@@ -4,11 +4,12 @@ Three checks that keep a decision honest on tables nobody here made (docs/eviden
 
 * **Common support.** A gap is measured on the x range both conditions cover. Too little of it (a
   sliver of x, or too few checkpoints of either side inside it) and the "gap" is an extrapolation of two
-  curves: the decision is then ``not identifiable: too little common support``. Defaults:
-  :data:`MIN_SUPPORT_POINTS` checkpoints of each side inside the overlap (the fewest that pin a curve's
-  level and slope there, as :data:`bayes_l2l.design.MIN_POINTS_PER_CONDITION` does for a whole condition)
-  and an overlap at least :data:`MIN_SUPPORT_FRACTION` of the narrower condition's x range (below it the
-  overlap is a single point of the curves, in any unit).
+  curves: the decision is then ``not identifiable: too little common support``. Defaults: an overlap at
+  least :data:`MIN_SUPPORT_FRACTION` of the narrower condition's x range (below it the overlap is a single
+  point of the curves, in any unit), and :data:`MIN_SUPPORT_POINTS` checkpoints of each side that pin its
+  curve there: those inside the overlap and the nearest one on either side of it (the overlap lies inside
+  each condition's x range, so between two of its checkpoints at least; two are the fewest that pin a
+  curve on an interval by interpolation).
 * **Run-level confounders.** A column constant within runs (learning rate, batch size, params, an
   undeclared factor) whose values separate the two sides of a contrast cannot be told apart from the
   factor: the contrast names it in ``confounded_with``.
@@ -24,8 +25,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-MIN_SUPPORT_POINTS = 3
-"""Checkpoints of each side that must lie inside the common x support."""
+MIN_SUPPORT_POINTS = 2
+"""Checkpoints of each side that must pin its curve on the common x support (inside it, or the nearest one
+below and above it)."""
 MIN_SUPPORT_FRACTION = 0.1
 """Common x support as a share of the narrower of the two conditions' x ranges."""
 NEARLY_CONFOUNDED = 0.8
@@ -39,21 +41,28 @@ NOT_POOLED = {"seed"}
 
 
 def common_support(points: pd.DataFrame, c_level: int, c_base: int, support: list[float]) -> dict[str, Any]:
-    """Width of the common x support (x's unit), its share of the narrower condition's x range, and how many
-    checkpoints of each side lie inside it."""
+    """Width of the common x support (x's unit), its share of the narrower condition's x range, and per side
+    the checkpoints inside it (``inside_level``, ``inside_base``) and those that pin the curve there
+    (``n_level``, ``n_base``: inside, plus the nearest checkpoint below and above the support)."""
     lo, hi = support
     width = float(hi - lo) if np.isfinite(lo) and np.isfinite(hi) else float("nan")
-    counts, ranges = {}, []
+    counts, inside, ranges = {}, {}, []
     for side, c in (("level", c_level), ("base", c_base)):
         x = points.loc[points["cond_idx"] == c, "x"].to_numpy(float)
         ranges.append(float(np.ptp(x)) if x.size else 0.0)
-        counts[side] = int(((x >= lo) & (x <= hi)).sum()) if width > 0 else 0
+        if not width > 0:
+            counts[side] = inside[side] = 0
+            continue
+        inside[side] = int(((x >= lo) & (x <= hi)).sum())
+        counts[side] = inside[side] + int((x < lo).any()) + int((x > hi).any())
     narrower = min(ranges)
     return {
         "width": max(width, 0.0) if np.isfinite(width) else width,
         "fraction": (max(width, 0.0) / narrower) if narrower > 0 and np.isfinite(width) else 0.0,
         "n_level": counts["level"],
         "n_base": counts["base"],
+        "inside_level": inside["level"],
+        "inside_base": inside["base"],
     }
 
 
@@ -74,7 +83,10 @@ def too_little_support(
         )
     short = [f"{info[f'n_{s}']} of the {s}'s" for s in ("level", "base") if info[f"n_{s}"] < min_points]
     if short:
-        reasons.append(f"only {' and '.join(short)} checkpoints lie inside it (minimum {min_points} each)")
+        reasons.append(
+            f"only {' and '.join(short)} checkpoints pin the curves there (inside it or nearest to it; minimum "
+            f"{min_points} each)"
+        )
     return "; ".join(reasons) or None
 
 

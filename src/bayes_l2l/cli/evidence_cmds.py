@@ -119,13 +119,19 @@ def compare_command(
     min_support_points: Annotated[
         int | None,
         typer.Option(
-            help="Checkpoints of each side a decision needs inside the common x support (default 3)."
+            help="Checkpoints of each side that pin its curve on the common x support, inside it or nearest to it (default 2)."
         ),
     ] = None,
     min_support_fraction: Annotated[
         float | None,
         typer.Option(
             help="Common x support a decision needs, as a share of the narrower x range (default 0.1)."
+        ),
+    ] = None,
+    kfold_budget: Annotated[
+        float | None,
+        typer.Option(
+            help="Seconds for K-fold-by-run refits where PSIS-LOO is unreliable (default 300; 0: off)."
         ),
     ] = None,
     fit_opts: Any = None,
@@ -153,6 +159,7 @@ def compare_command(
             progress=progress,
             min_support_points=min_support_points,
             min_support_fraction=min_support_fraction,
+            kfold_budget_s=kfold_budget,
         )
     if json_out:
         print_json(ev.to_dict())
