@@ -325,11 +325,12 @@ def check_distinct_axes(x: str, y: str, source: str) -> None:
         )
 
 
-def resolve_units(table: LossTable, question: Question) -> Question:
-    """A copy of ``question`` with x_unit and y_unit chosen from the units the table stores each metric in."""
-    units: dict[str, str] = {}
+def axis_units(table: LossTable, question: Question) -> dict[str, tuple[str, str, str]]:
+    """Per axis ("x", "y"): (metric, unit to use, unit to read from the table), chosen by
+    :func:`bayes_l2l.units.choose_unit` from the units the table stores each metric in."""
+    out = {}
     for axis, metric, requested in (("x", question.x, question.x_unit), ("y", question.y, question.y_unit)):
-        units[axis], _ = choose_unit(
+        use, read = choose_unit(
             table.metric_units(metric),
             requested,
             metric=metric,
@@ -337,22 +338,21 @@ def resolve_units(table: LossTable, question: Question) -> Question:
             convert=question.convert_units,
             source=table.source,
         )
-    return replace(question, unit=None, x_unit=units["x"], y_unit=units["y"])
+        out[axis] = (metric, use, read)
+    return out
+
+
+def resolve_units(table: LossTable, question: Question) -> Question:
+    """A copy of ``question`` with x_unit and y_unit chosen from the units the table stores each metric in."""
+    units = axis_units(table, question)
+    return replace(question, unit=None, x_unit=units["x"][1], y_unit=units["y"][1])
 
 
 def axis_series(table: LossTable, question: Question) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Per-checkpoint x and y values (columns run, checkpoint, value, unit, estimator) in the question's
     units, converted exactly where ``convert_units`` allows it."""
     out = []
-    for axis, metric, unit in (("x", question.x, question.x_unit), ("y", question.y, question.y_unit)):
-        use, read = choose_unit(
-            table.metric_units(metric),
-            unit,
-            metric=metric,
-            axis=axis,
-            convert=question.convert_units,
-            source=table.source,
-        )
+    for metric, use, read in axis_units(table, question).values():
         series = table.metric_series(metric, allow_mixed=question.allow_mixed, unit=read)
         if read != use:
             series = series.assign(value=series["value"] * conversion_factor(read, use), unit=use)
