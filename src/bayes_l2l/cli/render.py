@@ -75,7 +75,7 @@ def print_compare(post: Any, compares: dict[str, list[Any]], rope: float) -> Non
             if c0.elpd_diff is not None:
                 say(
                     f"  out of sample ({escape(f)}, one number per factor: separate curves vs one shared curve, "
-                    f"leave-one-run-out): elpd diff {_num(c0.elpd_diff, '+.1f')} ± {_num(c0.elpd_se, '.1f')}"
+                    f"runs held out{' by K-fold' if 'K-fold' in (c0.elpd_note or '') else ''}): elpd diff {_num(c0.elpd_diff, '+.1f')} ± {_num(c0.elpd_se, '.1f')}"
                 )
         shown: set[str] = set()  # a note shared by the factor's levels is printed once
         for c in contrasts:
