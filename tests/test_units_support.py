@@ -326,3 +326,13 @@ def test_kfold_by_run_says_why_it_cannot_run():
                  method="approx")  # fmt: skip
     res = kfold_compare(two.posterior, "data", budget_s=0.0, fit=lambda p, d: None)
     assert res["elpd_diff"] is None and "over the budget of 0 s" in res["note"]
+
+
+def test_a_factor_empty_on_some_rows_of_a_run_is_a_clear_error_not_a_type_error():
+    rows = [
+        {"run": "r", "checkpoint": f"c{i}", "metric": "val/c4", "kind": "validation", "value": 3.0 - i / 10,
+         "unit": "nats/token", "estimator": "e", "corpus": "web" if i == 0 else np.nan}
+        for i in range(3)
+    ]  # fmt: skip
+    with pytest.raises(UserInputError, match=r"several values of factor 'corpus' \(\(empty\), web\).*fill"):
+        LossTable.from_frame(pd.DataFrame(rows), "t.csv")

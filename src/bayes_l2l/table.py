@@ -602,10 +602,16 @@ def validate_frame(df: pd.DataFrame, source: str) -> None:
         n_levels = df.groupby("run")[col].nunique(dropna=False)
         if (n_levels > 1).any():
             run = n_levels[n_levels > 1].index[0]
-            levels = sorted(df.loc[df["run"] == run, col].astype(str).unique())
+            values = df.loc[df["run"] == run, col].unique()
+            levels = sorted({"(empty)" if pd.isna(v) else str(v) for v in values})
+            fix = (
+                "fill the empty cells (a mapping's fill: {forward: [...]}, docs/mapping.md)"
+                if "(empty)" in levels
+                else "split it into separate runs"
+            )
             raise LossTableError(
                 f"{source}: run '{run}' has several values of factor '{col}' ({', '.join(levels)}); "
-                "factor labels must be constant within a run: split it into separate runs"
+                f"factor labels must be constant within a run: {fix}"
             )
 
 
