@@ -1,7 +1,7 @@
 """bayes-l2l: Bayesian loss-to-loss scaling laws for LLM checkpoints.
 
 The Python API (``import bayes_l2l as bl``; docs/api.md): :func:`import_table`, :func:`read_table`,
-:func:`fit`, :func:`load`, :func:`baseline`, :func:`design_of`, and the result classes :class:`Fit`,
+:func:`fit`, :func:`load`, :func:`baseline`, :func:`design_of`, :func:`survey`, and the result classes :class:`Fit`,
 :class:`Evidence`, :class:`Predictions`, :class:`TestResult`, :class:`Baselines`. They are loaded on first
 use, so that ``import bayes_l2l`` (and the CLI's start) stays free of jax.
 """
@@ -18,6 +18,7 @@ _API = (
     "load",
     "baseline",
     "design_of",
+    "survey",
     "Fit",
     "Evidence",
     "Predictions",

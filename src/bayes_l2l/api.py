@@ -585,3 +585,28 @@ def fit(
         progress=progress,
     )
     return Fit(post, folder)
+
+
+def survey(
+    table: LossTable | str | Path,
+    factor: str,
+    output: str | Path,
+    *,
+    x: Sequence[str] = (),
+    y: Sequence[str] = (),
+    where: Mapping[str, str] | None = None,
+    jobs: int = 1,
+    progress: Progress = None,
+    **options: Any,
+) -> dict[str, Any]:
+    """Does changing ``factor`` shift the curve, for every loss pair? Fits and compares each (x, y) pair
+    (default: every validation metric as x; every other validation metric, every task and the named
+    averages as y) into ``output/<y>_vs_<x>/`` with the robust defaults, in ``jobs`` processes; resumable
+    (a pair whose folder holds the same fit is not refitted). Returns the JSON of ``bayes-l2l survey``
+    (also ``output/survey.json``, and the grid figure ``output/grid.png``): {factor, pairs: [{x, y, status,
+    contrasts, diagnostics, ...}], ranking}. ``options``: as :func:`fit`."""
+    from bayes_l2l.surveys import run_survey
+
+    return run_survey(
+        table, factor, output, x=x, y=y, where=dict(where or {}), jobs=jobs, progress=progress, **options
+    )

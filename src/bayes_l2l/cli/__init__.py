@@ -22,7 +22,7 @@ from rich.markup import escape
 from bayes_l2l.cli.common import app, err_console
 from bayes_l2l.errors import DiagnosticsError, UserInputError
 
-_COMMAND_MODULES = ("data_cmds", "baseline_cmds", "fit_cmds", "evidence_cmds", "eval_cmds")
+_COMMAND_MODULES = ("data_cmds", "baseline_cmds", "fit_cmds", "evidence_cmds", "survey_cmds", "eval_cmds")
 for _name in _COMMAND_MODULES:
     if importlib.util.find_spec(f"bayes_l2l.cli.{_name}") is not None:
         importlib.import_module(f"bayes_l2l.cli.{_name}")
