@@ -62,6 +62,8 @@ def test_survey_fits_each_pair_once_and_resumes(table, tmp_path):
         assert p["x_unit"] == "nats/token" and p["contrasts"] and p["contrasts"][0]["level"] == "web"
         assert (pair_folder(out, p["x"], p["y"]) / "fit.json").exists() and not p["reused"]
     assert (out / "survey.json").exists() and (out / "grid.png").stat().st_size > 10_000
+    html = (out / "report.html").read_text()
+    assert "Ranking across pairs" in html and "Every pair" in html and "data:image/png;base64" in html
     assert read_survey(out)["pairs"] == json.loads(json.dumps(res["pairs"]))
     (code,) = res["ranking"]
     assert code["level"] == "web" and code["pairs"] == 4

@@ -133,7 +133,7 @@ def run_survey(
     **options: Any,
 ) -> dict[str, Any]:
     """Survey ``factor`` over every pair (:func:`default_pairs`) into ``output``; returns the survey JSON
-    (also written to ``output/survey.json``, the grid figure to ``output/grid.png``): {factor, pairs: [...], ranking, levels, wall_s}."""
+    (also written to ``output/survey.json``, the grid figure to ``output/grid.png``, the report to ``output/report.html``): {factor, pairs: [...], ranking, levels, wall_s}."""
     from bayes_l2l.api import read_table
 
     t0 = time.perf_counter()
@@ -177,26 +177,31 @@ def run_survey(
         "wall_s": time.perf_counter() - t0,
     }
     (root / SURVEY_FILE).write_text(json.dumps(out, indent=1, default=_json_default))
-    write_grid(out, root / GRID_FILE)
+    write_outputs(out, root)
     return out
 
 
 GRID_FILE = "grid.png"
 """The grid figure of a survey, beside its JSON."""
+REPORT_FILE = "report.html"
+"""The survey's HTML report (ranking, grid, every pair, caveats)."""
 
 
-def write_grid(survey: dict[str, Any], path: Path) -> Path:
-    """Draw :func:`bayes_l2l.survey_plots.plot_survey_grid` to ``path`` (PNG, 150 dpi)."""
+def write_outputs(survey: dict[str, Any], root: Path) -> list[Path]:
+    """Draw the grid (:func:`bayes_l2l.survey_plots.plot_survey_grid`, PNG at 150 dpi) and write the HTML
+    report into ``root``."""
     import matplotlib.pyplot as plt
 
     from bayes_l2l.survey_plots import plot_survey_grid
+    from bayes_l2l.survey_report import build_survey_report
 
     fig = plot_survey_grid(survey)
     try:
-        fig.savefig(path, dpi=150)
+        fig.savefig(root / GRID_FILE, dpi=150)
+        build_survey_report(survey, root / REPORT_FILE, fig)
     finally:
         plt.close(fig)
-    return path
+    return [root / GRID_FILE, root / REPORT_FILE]
 
 
 def _json_default(value: Any) -> Any:

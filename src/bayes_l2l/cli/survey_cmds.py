@@ -46,7 +46,7 @@ def survey_command(
         print_json(result)
         return 0
     _print_survey(result)
-    say(f"wrote {escape(str(output / 'survey.json'))}, {escape(str(output / 'grid.png'))}")
+    say(f"wrote {escape(', '.join(str(output / n) for n in ('survey.json', 'grid.png', 'report.html')))}")
     return 0
 
 
