@@ -85,6 +85,14 @@ def test_pairs_that_cannot_be_fitted_are_shown_not_dropped(table, tmp_path):
     assert "constant" in next(p["error"] for p in res["pairs"] if p["y"] == "test/piqa")
 
 
+def test_a_mean_gap_outside_its_own_interval_puts_the_pair_in_doubt():
+    from bayes_l2l.surveys import heavy_tailed
+
+    ok = {"level": "L", "gap_mean": 0.1, "gap_hdi90": [0.0, 0.2]}
+    assert heavy_tailed([ok]) is None
+    assert "heavy-tailed" in heavy_tailed([ok, {"level": "M", "gap_mean": -1176.0, "gap_hdi90": [-0.2, 1.5]}])
+
+
 def test_ranking_counts_only_standing_decisions():
     pairs = [
         PairResult("a", "b", "f", "ok", [{"level": "L", "decision": "shift", "gap_mean": 0.1}], y_unit="nats/token"),

@@ -105,6 +105,9 @@ def run_pair(
         return PairResult(x, y, str(folder), "error", wall_s=time.perf_counter() - t0, error=str(exc))
     payload = ev.to_dict()
     diagnostics = payload["diagnostics"]
+    heavy = heavy_tailed(payload["contrasts"])
+    if heavy:
+        diagnostics = {**diagnostics, "ok": False, "problems": [*(diagnostics.get("problems") or []), heavy]}
     return PairResult(
         x=x,
         y=y,
@@ -118,6 +121,21 @@ def run_pair(
         reused=before is not None and marker.stat().st_mtime_ns == before,
         wall_s=time.perf_counter() - t0,
     )
+
+
+def heavy_tailed(contrasts: Sequence[dict[str, Any]]) -> str | None:
+    """A problem where a contrast's mean gap lies outside its own 90% HDI: a few extreme draws dominate
+    the mean (seen with the approximate path), so neither the mean nor the decision can be read."""
+    bad = [
+        c["level"]
+        for c in contrasts
+        if c["gap_mean"] == c["gap_mean"]
+        and c["gap_hdi90"][0] == c["gap_hdi90"][0]
+        and not c["gap_hdi90"][0] <= c["gap_mean"] <= c["gap_hdi90"][1]
+    ]
+    if not bad:
+        return None
+    return f"mean gap outside its 90% HDI for {', '.join(bad)}: heavy-tailed draws; refit with --method nuts"
 
 
 def run_survey(
