@@ -463,14 +463,14 @@ def observed_axes(table: Any, q: Any, *, require_y: bool = True) -> tuple[pd.Dat
     """x and y series (run, checkpoint, value, unit, estimator) of a table in the units of question ``q``
     (exact nats <-> bits conversion where the question allows it); without ``require_y`` a table that lacks
     y gives an empty y frame."""
-    from bayes_l2l.design import axis_series
+    from bayes_l2l.design import axis_values
 
-    if require_y:
-        return axis_series(table, q)
-    xs, _ = axis_series(table, replace(q, y=q.x, y_unit=q.x_unit))
+    xs = axis_values(table, q, "x")
     try:
-        _, ys = axis_series(table, q)
+        ys = axis_values(table, q, "y")
     except UserInputError:
+        if require_y:
+            raise
         ys = pd.DataFrame({"run": [], "checkpoint": [], "value": []})
     return xs, ys
 

@@ -207,8 +207,16 @@ class Design:
         question = replace(
             self.question, factors=factors, base={k: v for k, v in self.question.base.items() if k != factor}
         )
-        levels = {f: list(self.factor_levels[f]) for f in factors}
-        pts, conditions, runs = index_conditions(self.points.drop(columns=["condition"]), factors, levels)
+        return self._reindexed(question, self.points)
+
+    def without_runs(self, runs: set[str]) -> Design:
+        """The same question without the checkpoints of ``runs`` (conditions re-indexed, levels kept)."""
+        return self._reindexed(self.question, self.points[~self.points["run"].isin(runs)])
+
+    def _reindexed(self, question: Question, points: pd.DataFrame) -> Design:
+        """A design of ``question``'s factors on ``points`` (a subset of this design's), indexed anew."""
+        levels = {f: list(self.factor_levels[f]) for f in question.factors}
+        pts, conditions, runs = index_conditions(points.drop(columns=["condition"]), question.factors, levels)
         return Design(question, pts, levels, conditions, runs, list(self.dropped), list(self.warnings))
 
     def condition_of(self, levels: dict[str, str]) -> int:
@@ -325,39 +333,40 @@ def check_distinct_axes(x: str, y: str, source: str) -> None:
         )
 
 
-def axis_units(table: LossTable, question: Question) -> dict[str, tuple[str, str, str]]:
-    """Per axis ("x", "y"): (metric, unit to use, unit to read from the table), chosen by
-    :func:`bayes_l2l.units.choose_unit` from the units the table stores each metric in."""
-    out = {}
-    for axis, metric, requested in (("x", question.x, question.x_unit), ("y", question.y, question.y_unit)):
-        use, read = choose_unit(
-            table.metric_units(metric),
-            requested,
-            metric=metric,
-            axis=axis,
-            convert=question.convert_units,
-            source=table.source,
-        )
-        out[axis] = (metric, use, read)
-    return out
+def axis_unit(table: LossTable, question: Question, axis: str) -> tuple[str, str, str]:
+    """(metric, unit to use, unit to read from the table) of ``axis`` ("x" or "y"), chosen by
+    :func:`bayes_l2l.units.choose_unit` from the units the table stores the metric in."""
+    metric, requested = (question.x, question.x_unit) if axis == "x" else (question.y, question.y_unit)
+    use, read = choose_unit(
+        table.metric_units(metric),
+        requested,
+        metric=metric,
+        axis=axis,
+        convert=question.convert_units,
+        source=table.source,
+    )
+    return metric, use, read
 
 
 def resolve_units(table: LossTable, question: Question) -> Question:
     """A copy of ``question`` with x_unit and y_unit chosen from the units the table stores each metric in."""
-    units = axis_units(table, question)
-    return replace(question, unit=None, x_unit=units["x"][1], y_unit=units["y"][1])
+    x_unit, y_unit = (axis_unit(table, question, axis)[1] for axis in ("x", "y"))
+    return replace(question, unit=None, x_unit=x_unit, y_unit=y_unit)
+
+
+def axis_values(table: LossTable, question: Question, axis: str) -> pd.DataFrame:
+    """Per-checkpoint values of ``axis`` (columns run, checkpoint, value, unit, estimator) in the question's
+    unit for it, converted exactly where ``convert_units`` allows it."""
+    metric, use, read = axis_unit(table, question, axis)
+    series = table.metric_series(metric, allow_mixed=question.allow_mixed, unit=read)
+    if read != use:
+        series = series.assign(value=series["value"] * conversion_factor(read, use), unit=use)
+    return series
 
 
 def axis_series(table: LossTable, question: Question) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Per-checkpoint x and y values (columns run, checkpoint, value, unit, estimator) in the question's
-    units, converted exactly where ``convert_units`` allows it."""
-    out = []
-    for metric, use, read in axis_units(table, question).values():
-        series = table.metric_series(metric, allow_mixed=question.allow_mixed, unit=read)
-        if read != use:
-            series = series.assign(value=series["value"] * conversion_factor(read, use), unit=use)
-        out.append(series)
-    return out[0], out[1]
+    """:func:`axis_values` of x and of y."""
+    return axis_values(table, question, "x"), axis_values(table, question, "y")
 
 
 def build_design(table: LossTable, question: Question) -> Design:

@@ -24,7 +24,7 @@ import numpy as np
 from scipy import stats
 from scipy.special import logsumexp
 
-from bayes_l2l.design import MIN_POINTS_PER_CONDITION, Design, index_conditions
+from bayes_l2l.design import MIN_POINTS_PER_CONDITION, Design
 
 KFOLD_FOLDS = 5
 """Folds (fewer where there are fewer runs): 2 x K refits, each at the shared fit's settings."""
@@ -56,14 +56,6 @@ def fold_assignment(
         if len(kept) < design.n_conditions or (kept < MIN_POINTS_PER_CONDITION).any():
             return {}, f"K-fold by run: fold {fold + 1} would leave a condition with too few checkpoints"
     return assignment, None
-
-
-def training_design(design: Design, held_out: set[str]) -> Design:
-    """``design`` without the runs ``held_out`` (conditions re-indexed, levels kept)."""
-    pts = design.points[~design.points["run"].isin(held_out)].drop(columns=["condition"])
-    levels = {f: list(v) for f, v in design.factor_levels.items()}
-    pts, conditions, runs = index_conditions(pts, design.question.factors, levels)
-    return Design(design.question, pts, levels, conditions, runs, list(design.dropped), list(design.warnings))
 
 
 def heldout_logpd(post: Any, design: Design, runs: list[str], seed: int = 0) -> np.ndarray:
@@ -143,7 +135,7 @@ def kfold_compare(
         if progress is not None:
             progress(f"K-fold by run for {factor}: fold {fold + 1} of {k} ({len(held)} runs held out)")
         for target, full in ((sep, design), (shr, shared_design)):
-            refit = fit(post, training_design(full, set(held)))
+            refit = fit(post, full.without_runs(set(held)))
             problems += [f"fold {fold + 1}: {p}" for p in refit.diagnostics.get("problems") or []]
             scores = heldout_logpd(refit, full, held, seed=fold)
             for run, score in zip(held, scores, strict=True):
