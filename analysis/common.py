@@ -65,9 +65,16 @@ class Outcome:
 
 
 # ----------------------------------------------------------------------------------------- CLI helpers
-def parse_args(description: str, default_out: str, argv: Sequence[str] | None = None) -> argparse.Namespace:
-    """Common options: --shared, --out, --quick, --overwrite."""
+def parse_args(
+    description: str,
+    default_out: str,
+    argv: Sequence[str] | None = None,
+    extra: Callable[[argparse.ArgumentParser], Any] | None = None,
+) -> argparse.Namespace:
+    """Common options: --shared, --out, --quick, --overwrite; ``extra`` adds a script's own."""
     ap = argparse.ArgumentParser(description=description)
+    if extra is not None:
+        extra(ap)
     ap.add_argument("--shared", type=Path, default=DEFAULT_SHARED, help="the shared folder (holds data/)")
     ap.add_argument("--out", type=Path, default=REPO / default_out, help="output folder")
     ap.add_argument(

@@ -12,6 +12,11 @@ Comparisons (x = val/fineweb_edu throughout; y = val/c4 (train-to-train) and tes
 (c) tokenizer: gpt2-HF (GPT-Neo, GPT-J) vs gpt-neox (Pythia, GPT-NeoX-20B), GPT architecture on The Pile;
 (d) The Pile vs The Pile Deduped: a design check (is there a matched pair at all?), no fit.
 
+Then the Figure-1 question over every loss pair: ``bl.survey`` of (a), (b) and (c) with the same filters and
+bases (every validation corpus as x, every other metric as y), one dot per pair with its 90% HDI in
+``figures/survey_summary.png``, a ranking per factor in summary.md, each survey in ``surveys/<factor>/``
+(resumable). ``--quick`` surveys with the approximate path; ``--no-survey`` skips it.
+
 Writes ``summary.md``, ``results.json``, ``figures/`` and ``posteriors/`` under --out.
 """
 
@@ -42,6 +47,7 @@ from common import (
     write_results,
 )
 
+import bayes_l2l as bl
 from bayes_l2l.contrasts import matched_contrasts
 from bayes_l2l.design import Question
 from bayes_l2l.io import import_table
@@ -164,6 +170,99 @@ def bytes_per_token(table: LossTable, metrics: list[str]) -> dict[str, dict[str,
     return out
 
 
+# ----------------------------------------------------------------------------------------- surveys
+SURVEYS = (
+    ("pretraining data", "pretraining_data", {"architecture": "Llama"}, {"pretraining_data": "FineWeb-Edu"}),
+    (
+        "architecture",
+        "architecture",
+        {"pretraining_data": "The Pile", "tokenizer": "gpt-neox"},
+        {"architecture": "GPT"},
+    ),
+    (
+        "tokenizer",
+        "tokenizer",
+        {"pretraining_data": "The Pile", "architecture": "GPT"},
+        {"tokenizer": "gpt2-HF"},
+    ),
+)
+"""(label, factor, filters, base) of the three surveys: the filters and bases of comparisons (a)-(c)."""
+
+
+def run_surveys(table: LossTable, out: Path, quick: bool, jobs: int) -> dict[str, dict[str, Any]]:
+    """The three surveys into ``out/surveys/<factor>/`` (robust NUTS defaults; ``quick``: approx)."""
+    results = {}
+    for label, factor, where, base in SURVEYS:
+        log(f"survey of {factor} ({', '.join(f'{k}={v}' for k, v in where.items())})")
+        results[label] = bl.survey(
+            table,
+            factor,
+            out / "surveys" / factor,
+            where=where,
+            base=base,
+            jobs=jobs,
+            method="approx" if quick else "nuts",
+            progress=lambda m: log(f"  {m}"),
+        )
+    return results
+
+
+def survey_markdown(surveys: dict[str, dict[str, Any]], figure: str) -> list[str]:
+    """The survey part of summary.md: per factor the ranking across pairs, then the pairs in doubt."""
+    md = [
+        "## Every loss pair: data vs architecture vs tokenizer",
+        "",
+        f"![survey summary]({figure})",
+        "",
+        "One survey per factor (`bl.survey`, robust defaults, no sampler options), with the filters and base "
+        "of (a)-(c): every validation corpus as x, every other validation corpus, task and named average as y. "
+        "Share shift = pairs decided shift among those whose decision stands (diagnostics passed, enough "
+        "common support); pairs share checkpoints, so the share summarises, it does not test.",
+        "",
+    ]
+    rows = []
+    for label, survey in surveys.items():
+        for r in survey["ranking"]:
+            rows.append(
+                [
+                    label,
+                    str(r["level"]),
+                    str(r["pairs"]),
+                    str(r["decided"]),
+                    "—" if r["share_shift"] != r["share_shift"] else f"{r['share_shift']:.0%}",
+                    f3(r["median_gap"], "+.3f"),
+                    iv((r["lo"], r["hi"])),
+                    r.get("units", ""),
+                ]
+            )
+    md.append(
+        md_table(
+            [
+                "factor",
+                "level",
+                "pairs",
+                "standing",
+                "share shift",
+                "median mean gap",
+                "5-95% of pairs",
+                "units",
+            ],
+            rows,
+        )
+    )
+    doubt = [
+        f"{label}: {p['y']} vs {p['x']} ({p['status']}: {p.get('error') or '; '.join(p['diagnostics'].get('problems') or [])})"
+        for label, survey in surveys.items()
+        for p in survey["pairs"]
+        if p["status"] != "ok"
+    ]
+    walls = ", ".join(f"{label} {survey['wall_s']:.0f} s" for label, survey in surveys.items())
+    md += ["", f"Survey wall time (this call; reused pairs are not refitted): {walls}.", ""]
+    if doubt:
+        md += [f"Pairs without a standing decision ({len(doubt)}):", ""] + [f"- {d}" for d in doubt] + [""]
+    return md
+
+
 # ----------------------------------------------------------------------------------------- verdicts
 PAPER_FINDINGS = (
     ("pretraining data", "large shift", "a_data"),
@@ -248,7 +347,15 @@ def takeaway_table(records: dict[str, dict[str, Any]], dedup: dict[str, Any]) ->
 
 # ----------------------------------------------------------------------------------------- main
 def run(argv: list[str] | None = None) -> int:
-    args = parse_args(__doc__.splitlines()[0], "out/analysis/llm_line", argv)
+    args = parse_args(
+        __doc__.splitlines()[0],
+        "out/analysis/llm_line",
+        argv,
+        extra=lambda ap: (
+            ap.add_argument("--no-survey", action="store_true", help="skip the surveys over every loss pair"),
+            ap.add_argument("--jobs", type=int, default=2, help="survey pairs fitted at once (processes)"),
+        ),
+    )
     path = args.shared / DATA_FILE
     if not path.exists():
         print(f"skipped: {path} is absent (the paper's table lives in the shared data folder; pass --shared)")
@@ -281,6 +388,17 @@ def run(argv: list[str] | None = None) -> int:
     md += ["", "## The paper's takeaways vs our evidence", "", takeaway_table(records, dedup), ""]
     md.append(VERDICT_RULES)
     md += ["", "Combined figures: " + ", ".join(f"[{Path(p).name}]({p})" for p in combined), ""]
+    surveys: dict[str, dict[str, Any]] = {}
+    if not args.no_survey:
+        import matplotlib.pyplot as plt
+
+        from bayes_l2l.survey_plots import plot_factor_summary
+
+        surveys = run_surveys(table, args.out, args.quick, args.jobs)
+        fig = plot_factor_summary(surveys)
+        fig.savefig(args.out / "figures" / "survey_summary.png", dpi=150)
+        plt.close(fig)
+        md += survey_markdown(surveys, "figures/survey_summary.png")
     md += ["## Comparisons", ""]
     for o in outcomes:
         md += [comparison_markdown(o.record), ""]
@@ -334,6 +452,11 @@ def run(argv: list[str] | None = None) -> int:
         "pile_vs_deduped": dedup,
         "bytes_per_token": units,
         "figures": combined,
+        "surveys": {
+            label: {k: v[k] for k in ("factor", "where", "n_pairs", "ranking", "wall_s")}
+            | {"folder": str(args.out / "surveys" / v["factor"])}
+            for label, v in surveys.items()
+        },
     }
     return write_results(args, started, payload, md)
 

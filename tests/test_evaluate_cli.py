@@ -109,6 +109,9 @@ def test_eval_writes_a_valid_loss_table(env, clean_run, tmp_path, capsys):
     assert set(df["architecture"]) == {"Llama", "GPT", "Mamba"}
     val = df[(df["metric"] == "val/tiny") & (df["unit"] == "nats/token")]
     assert val["value"].between(1, 12).all() and val["n"].gt(100).all()
+    # the part of the stderr independent across checkpoints, from the stored per-document losses
+    assert (val["stderr_independent"] > 0).all() and (val["stderr_independent"] <= val["stderr"]).all()
+    assert df.loc[df["metric"].str.startswith("test/"), "stderr_independent"].isna().all()
     rec = next(r for r in ResultStore(clean_run).namespace(table.source.split()[-1][:-1]).records())
     assert rec["model"]["device"] == "cpu" and rec["model"]["dtype"] == "float32"
     mamba = next(

@@ -73,6 +73,10 @@ def test_survey_fits_each_pair_once_and_resumes(table, tmp_path):
     assert [c["gap_mean"] for p in again["pairs"] for c in p["contrasts"]] == pytest.approx(
         [c["gap_mean"] for p in res["pairs"] for c in p["contrasts"]], rel=1e-9, nan_ok=True
     )
+    one = bl.load(pair_folder(out, "val/c4", "test/piqa"))
+    page = one.report(tmp_path / "one.html", loo=False).read_text()
+    assert "Across the survey of pretraining_data" in page and "This pair in the survey" in page
+    assert "<code>test/piqa</code>" in page.split("This pair in the survey")[1]
 
 
 def test_pairs_that_cannot_be_fitted_are_shown_not_dropped(table, tmp_path):
@@ -115,3 +119,33 @@ def test_survey_command_prints_the_ranking_and_writes_json(table, tmp_path, caps
     assert main([*argv, "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["pairs"][0]["reused"]
     assert main(["survey", str(path), "--factor", "nope", "-o", str(out)]) == 2
+
+
+def test_the_job_array_path_gives_the_inline_results(table, tmp_path):
+    """--executor local runs the pairs as a submitit job array (what --executor slurm submits); the pairs
+    land in the same folders, so an inline call afterwards reuses every one."""
+    pytest.importorskip("submitit")
+    out = tmp_path / "array"
+    kw = {"x": ["val/c4"], "y": ["test/hellaswag", "test/piqa"], "method": "approx"}
+    res = bl.survey(table, "pretraining_data", out, executor="local", jobs=2, **kw)
+    assert res["executor"] == "local" and [p["status"] for p in res["pairs"]] == ["ok", "ok"]
+    assert (out / "_jobs").is_dir() and (out / "grid.png").exists()
+    again = bl.survey(table, "pretraining_data", out, **kw)
+    assert all(p["reused"] for p in again["pairs"])
+    assert [c["gap_mean"] for p in again["pairs"] for c in p["contrasts"]] == pytest.approx(
+        [c["gap_mean"] for p in res["pairs"] for c in p["contrasts"]], rel=1e-9
+    )
+    queued = bl.survey(table, "pretraining_data", tmp_path / "queued", executor="local", wait=False, **kw)
+    assert queued["n_pairs"] == 2 and len(queued["job_ids"]) == 1 and "pairs" not in queued
+
+
+def test_slurm_needs_a_partition_and_the_cli_forwards_fit_options(table, tmp_path, capsys):
+    path = table.save(tmp_path / "t.parquet")
+    argv = ["survey", str(path), "--factor", "pretraining_data", "--x", "val/c4", "--y", "test/piqa",
+            "-o", str(tmp_path / "sv")]  # fmt: skip
+    assert main([*argv, "--executor", "slurm"]) == 2
+    assert "--partition" in capsys.readouterr().err
+    assert main([*argv, "--executor", "k8s"]) == 2
+    assert main([*argv, "--method", "approx", "--min-fraction", "0.2", "--json"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res["fit_options"]["min_fraction"] == 0.2 and res["pairs"][0]["status"] == "ok"

@@ -472,10 +472,12 @@ class Fit:
         figures: str | Path | None = None,
         overwrite: bool = False,
         progress: Progress = None,
+        survey: str | Path | None = None,
     ) -> Path:
         """Write one self-contained HTML report (question, data, diagnostics and every attempt, evidence,
         figures, caveats) to ``path``; ``compare``: factors (default all), or an ``evidence`` already made;
-        ``figures``: also write PNG + SVG figures in that folder."""
+        ``figures``: also write PNG + SVG figures in that folder; ``survey``: a survey folder whose ranking
+        across pairs gets a section (default: the survey this posterior folder belongs to, if any)."""
         from bayes_l2l.errors import check_output_file
         from bayes_l2l.report import build_report
 
@@ -488,6 +490,10 @@ class Fit:
                 if names
                 else Evidence(self, {}, comparisons.check_rope(rope, self.question.y_unit))
             )
+        from bayes_l2l.survey_report import survey_section
+        from bayes_l2l.surveys import read_survey, survey_of
+
+        surveyed = read_survey(survey) if survey is not None else survey_of(self.folder)
         return build_report(
             self.posterior,
             evidence.contrasts,
@@ -495,6 +501,7 @@ class Fit:
             rope=evidence.rope,
             figures_dir=figures,
             overwrite=overwrite,
+            sections=[survey_section(surveyed, self.folder)] if surveyed else [],
         )
 
     def save(self, folder: str | Path, *, overwrite: bool = False) -> Path:

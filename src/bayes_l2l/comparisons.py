@@ -420,6 +420,7 @@ def evidence_payload(
         "diagnostics": diagnostics_summary(post.diagnostics),
         "attempts": post.settings.get("attempts", []),
         "design_warnings": d.warnings[d.n_import_warnings :],
+        "measurement_error": post.settings.get("measurement_error"),
     }
     if len(factors) == 1:
         out.update({k: factors[0][k] for k in ("factor", "base", "contrasts")})

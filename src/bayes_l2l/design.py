@@ -360,13 +360,30 @@ def axis_values(table: LossTable, question: Question, axis: str) -> pd.DataFrame
     metric, use, read = axis_unit(table, question, axis)
     series = table.metric_series(metric, allow_mixed=question.allow_mixed, unit=read)
     if read != use:
-        series = series.assign(value=series["value"] * conversion_factor(read, use), unit=use)
+        factor = conversion_factor(read, use)
+        series = series.assign(
+            value=series["value"] * factor,
+            stderr=series["stderr"] * factor,
+            stderr_independent=series["stderr_independent"] * factor,
+            unit=use,
+        )
     return series
 
 
 def axis_series(table: LossTable, question: Question) -> tuple[pd.DataFrame, pd.DataFrame]:
     """:func:`axis_values` of x and of y."""
     return axis_values(table, question, "x"), axis_values(table, question, "y")
+
+
+def _axis_columns(axis: str) -> dict[str, str]:
+    """:func:`axis_values`' columns as the design's point columns of ``axis`` (x_se, x_se_indep, ...)."""
+    return {
+        "value": axis,
+        "unit": f"{axis}_unit",
+        "estimator": f"{axis}_estimator",
+        "stderr": f"{axis}_se",
+        "stderr_independent": f"{axis}_se_indep",
+    }
 
 
 def build_design(table: LossTable, question: Question) -> Design:
@@ -383,8 +400,8 @@ def build_design(table: LossTable, question: Question) -> Design:
     question = resolve_units(table, question)
     xs, ys = axis_series(table, question)
     ident = table.checkpoints()
-    merged = xs.rename(columns={"value": "x", "unit": "x_unit", "estimator": "x_estimator"}).merge(
-        ys.rename(columns={"value": "y", "unit": "y_unit", "estimator": "y_estimator"}),
+    merged = xs.rename(columns=_axis_columns("x")).merge(
+        ys.rename(columns=_axis_columns("y")),
         on=["run", "checkpoint"],
     )
     dropped: list[dict[str, Any]] = []

@@ -51,6 +51,7 @@ from bayes_l2l.model import (  # noqa: E402
     ModelData,
     compute_enabled,
     l2l_model,
+    measurement_choice,
 )
 from bayes_l2l.posterior import EFFECT_VARS, SUMMARY_VARS, Posterior, load, versions  # noqa: E402, F401
 from bayes_l2l.replay import (  # noqa: E402, F401 - re-exported
@@ -232,6 +233,7 @@ def fit(
             "max_tree_depth": max_tree_depth,
             "mass": mass,
             "compute_component": compute_enabled(design, config),
+            "measurement_error": measurement_choice(design, config).to_dict(),
         },
         wall_time_s=wall,
     )

@@ -61,6 +61,7 @@ def fold_assignment(
 def heldout_logpd(post: Any, design: Design, runs: list[str], seed: int = 0) -> np.ndarray:
     """Log predictive density of each held-out run (its points in ``design``) under ``post`` (fitted without
     it), a new run offset integrated out; -inf where every draw puts a checkpoint below the floor Ex."""
+    from bayes_l2l.measurement import draws_scale
     from bayes_l2l.model import curve
 
     rng = np.random.default_rng(seed)
@@ -78,7 +79,8 @@ def heldout_logpd(post: Any, design: Design, runs: list[str], seed: int = 0) -> 
         f = curve(x, p["K"][:, c], p["kappa"][:, c], p["Ex"][:, c], p["Ey"][:, c])  # (S, T)
         offsets = rng.normal(size=(s, OFFSET_DRAWS)) * sigma_run[:, None]  # (S, M)
         mu = f[:, None, :] + offsets[:, :, None]
-        ll = stats.t.logpdf(y[None, None, :], nu[:, None, None], mu, sigma[:, None, None])
+        scale = draws_scale(post, pts, sigma[:, None], p["K"][:, [c]], p["kappa"][:, [c]], p["Ex"][:, [c]])
+        ll = stats.t.logpdf(y[None, None, :], nu[:, None, None], mu, scale[:, None, :])
         total = np.where(np.isfinite(ll), ll, -np.inf) @ w  # (S, M)
         out[i] = float(logsumexp(total) - np.log(total.size))
     return out

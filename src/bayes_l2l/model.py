@@ -133,9 +133,16 @@ class ModelConfig:
     0.5) prior gives kappa < 0.25 0.3% of its mass. Curvature configs saved without the field load with 0 (as
     fitted); the field does nothing under shape='logkappa'."""
 
+    measurement_error: str = "auto"
+    """Errors-in-variables from the table's standard errors (:mod:`bayes_l2l.measurement`): 'on', 'off', or
+    'auto' (on where the known independent noise is neither negligible against the checkpoints' scatter nor
+    larger than it). Configs saved before the option load with 'off' (as fitted)."""
+
     def __post_init__(self) -> None:
         from bayes_l2l.errors import UserInputError
+        from bayes_l2l.measurement import check_mode
 
+        check_mode(self.measurement_error)
         if self.run_offsets not in RUN_OFFSETS:
             raise UserInputError(f"run_offsets {self.run_offsets!r}: use one of {', '.join(RUN_OFFSETS)}")
         if self.shape not in SHAPES:
@@ -167,6 +174,7 @@ class ModelConfig:
                 d[k] = tuple(d[k])
         if d.get("shape") == "curvature":
             d.setdefault("kappa_floor", 0.0)  # saved before the floor existed: fitted without one
+        d.setdefault("measurement_error", "off")  # saved before the error model existed: fitted without
         return cls(**d)
 
     @property
@@ -266,6 +274,9 @@ class ModelData:
     """Conditions with offset runs: the number of mean directions at the front of run_basis."""
     base_cond: int = 0
     downweighted: bool = False
+    x_var: jnp.ndarray | None = None
+    """Known independent error variance of each x (:mod:`bayes_l2l.measurement`); None: no error model."""
+    y_var: jnp.ndarray | None = None
 
     @classmethod
     def from_design(cls, design: Design, config: ModelConfig, with_y: bool = True) -> ModelData:
@@ -298,7 +309,36 @@ class ModelData:
             unit_cond=jnp.asarray(pairs[:, 0]),
             unit_run=jnp.asarray(pairs[:, 1]),
             **_run_basis(design.offset_run_cond_idx),
+            **_known_noise(design, config),
         )
+
+
+def measurement_choice(design: Design, config: ModelConfig) -> Any:
+    """:func:`bayes_l2l.measurement.choose` for this design under the config's mode (paper mode: off)."""
+    from bayes_l2l.measurement import choose
+
+    return choose(design.points, "off" if config.paper_mode else config.measurement_error)
+
+
+def _known_noise(design: Design, config: ModelConfig) -> dict[str, Any]:
+    """ModelData.x_var and y_var where the error model is used on this design."""
+    choice = measurement_choice(design, config)
+    if not choice.used:
+        return {}
+    from bayes_l2l.measurement import independent_variances
+
+    x_var, y_var = independent_variances(design.points, choice.sources)
+    return {"x_var": jnp.asarray(x_var), "y_var": jnp.asarray(y_var)}
+
+
+def known_scale(
+    sigma: Any, amp: Any, kappa: Any, g: Any, rel: Any, x_var: Any, y_var: Any, xp: Any = jnp
+) -> Any:
+    """The likelihood scale of a point under the error model: sqrt(sigma^2 + s_y^2 + f'(x)^2 s_x^2), with
+    f'(x) = amp kappa rel^(kappa - 1) / g the curve's slope at the observed x (first-order integration of
+    the true x; :mod:`bayes_l2l.measurement`). ``xp``: jax.numpy in the model, numpy on draws."""
+    slope = amp * kappa * xp.exp((kappa - 1.0) * xp.log(rel)) / g
+    return xp.sqrt(sigma**2 + y_var + slope**2 * x_var)
 
 
 def _run_basis(cond_of_run: np.ndarray) -> dict[str, Any]:
@@ -428,7 +468,11 @@ def l2l_model(data: ModelData, config: ModelConfig) -> None:
     if data.log_n is not None and data.log_d is not None:
         _compute_component(data, ex)
 
-    likelihood = dist.StudentT(nu, mu, sigma)
+    if data.x_var is not None and data.y_var is not None:
+        scale = known_scale(sigma, amp_i, kappa_i, g_i, rel, data.x_var, data.y_var)
+    else:
+        scale = sigma
+    likelihood = dist.StudentT(nu, mu, scale)
     numpyro.sample("y", likelihood, obs=data.y)
     if data.y is not None and data.downweighted:
         # Down-weighted (early) checkpoints: add (w - 1) * log p so that each point counts w times; the

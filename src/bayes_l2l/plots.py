@@ -550,7 +550,10 @@ def run_offsets(post: Posterior) -> np.ndarray:
 
 
 def posterior_predictive(post: Posterior, seed: int = 0) -> np.ndarray:
-    """Replicated y (S, n_points) of the observed checkpoints: curve + fitted run offset + Student-t noise."""
+    """Replicated y (S, n_points) of the observed checkpoints: curve + fitted run offset + Student-t noise
+    (with each point's known measurement noise where the fit used the error model)."""
+    from bayes_l2l.measurement import draws_scale
+
     d = post.design
     rng = np.random.default_rng(seed)
     p = post.condition_params()
@@ -566,7 +569,8 @@ def posterior_predictive(post: Posterior, seed: int = 0) -> np.ndarray:
         if "nu" in post.dt["posterior"]
         else np.full_like(sigma, post.config.nu)
     )
-    return mu + sigma * rng.standard_t(np.broadcast_to(nu, mu.shape))
+    scale = draws_scale(post, d.points, sigma, p["K"][idx][:, c], p["kappa"][idx][:, c], p["Ex"][idx][:, c])
+    return mu + scale * rng.standard_t(np.broadcast_to(nu, mu.shape))
 
 
 def ppc_coverage(post: Posterior, seed: int = 0) -> dict[float, float]:

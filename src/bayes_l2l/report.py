@@ -122,6 +122,9 @@ def _question_section(post: Posterior) -> str:
                 f"weight {_f(q.early_weight, 'g')} before {_f(100 * q.early_fraction, 'g')}% of training",
             )
         )
+    me = post.settings.get("measurement_error")
+    if me:
+        rows.append(("measurement error (stderr)", _e(me["reason"])))
     body = "".join(f"<tr><th>{_e(k)}</th><td>{v}</td></tr>" for k, v in rows)
     return (
         "<h2>Question</h2><p>Does changing a factor shift the loss-to-loss curve "
@@ -407,6 +410,7 @@ def build_report(
     notes: Sequence[str] = (),
     overwrite: bool = False,
     figures: Mapping[str, Any] | None = None,
+    sections: Sequence[str] = (),
 ) -> Path:
     """Write the self-contained HTML report to ``out_html`` (refused if it exists, unless ``overwrite``).
 
@@ -414,7 +418,8 @@ def build_report(
     figure there as PNG and SVG; ``simulated``: label the data SIMULATED (None: detect from the estimator);
     ``truth``: for simulated data, ``SimulationTruth.gap_summaries()`` to show the true gaps beside the
     estimates; ``notes``: extra caveats; ``figures``: figures already made by ``plots.make_figures`` (the
-    caller keeps and closes them; default: made here and closed).
+    caller keeps and closes them; default: made here and closed); ``sections``: extra HTML sections placed
+    after the evidence (e.g. :func:`bayes_l2l.survey_report.survey_section`).
     """
     import matplotlib.pyplot as plt
 
@@ -462,6 +467,7 @@ def build_report(
             _data_section(post),
             _diagnostics_section(post, coverage),
             _evidence_section(compares, rope, truth),
+            *sections,
             "<h2>Figures</h2>",
             fig_html,
             _caveats_section(post, compares, simulated, notes),

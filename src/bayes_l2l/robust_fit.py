@@ -19,6 +19,7 @@ from typing import Any
 from bayes_l2l import infer
 from bayes_l2l.design import Design
 from bayes_l2l.errors import UserInputError
+from bayes_l2l.measurement import check_mode as check_measurement_mode
 from bayes_l2l.model import SHAPES, ModelConfig
 from bayes_l2l.sampler_policy import (
     DEFAULT_BUDGET_S,
@@ -219,6 +220,7 @@ class FitOptions:
     run_offsets: str | None = None
     effect_prior: str = "normal"
     compute: str = "auto"
+    measurement_error: str = "auto"
     prior_ex: tuple[float, float] | None = None
     prior_ey: tuple[float, float] | None = None
     paper_mode: bool = False
@@ -238,6 +240,7 @@ class FitOptions:
             infer.check_mass(self.mass)
         if self.compute not in ("auto", "on", "off"):
             raise UserInputError(f"--compute {self.compute!r}: use auto, on or off")
+        check_measurement_mode(self.measurement_error)
         if self.shape not in (SHAPE_AUTO, *SHAPES):
             raise UserInputError(f"--shape {self.shape!r}: use auto, {' or '.join(SHAPES)}")
         if self.run_offsets is not None and self.run_offsets not in ("noncentred", "centred", "split"):
@@ -268,6 +271,7 @@ class FitOptions:
             prior_Ey=self.prior_ey,
             effect_prior=self.effect_prior,
             shape="logkappa" if self.shape == SHAPE_AUTO else self.shape,
+            measurement_error=self.measurement_error,
         )
 
 

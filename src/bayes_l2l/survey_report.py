@@ -86,6 +86,28 @@ def _caveats(survey: dict[str, Any]) -> str:
     return "<h2>Caveats</h2><ul>" + "".join(f"<li>{i}</li>" for i in items) + "</ul>"
 
 
+def survey_section(survey: dict[str, Any], folder: str | Path | None) -> str:
+    """The per-posterior report's section on the survey this posterior belongs to: the ranking of the
+    factor's levels across every pair, this pair's row, and where the survey's own report is."""
+    from bayes_l2l.surveys import REPORT_FILE
+
+    mine = [p for p in survey["pairs"] if folder is not None and Path(p["folder"]).name == Path(folder).name]
+    own = ""
+    if mine:
+        own = "<p>This pair in the survey:</p>" + _pairs_section({**survey, "pairs": mine}).replace(
+            "<h2>Every pair</h2>", ""
+        )
+    root = Path(mine[0]["folder"]).parent if mine else None
+    where = f" (<code>{_e(root / REPORT_FILE)}</code>)" if root is not None else ""
+    return (
+        f"<h2>Across the survey of {_e(survey['factor'])}</h2><p>This question is one of "
+        f"{survey['n_pairs']} (x, y) pairs surveyed for <b>{_e(survey['factor'])}</b>; the survey's report{where} "
+        "has the grid and every pair.</p>"
+        + _ranking_section(survey).replace("<h2>Ranking across pairs</h2>", "")
+        + own
+    )
+
+
 def build_survey_report(survey: dict[str, Any], path: Path, grid_figure: Any) -> Path:
     """Write the survey report to ``path`` (replaced atomically); ``grid_figure``: the grid's Figure."""
     title = f"bayes-l2l survey: does {survey['factor']} shift the loss-to-loss curves?"

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from bayes_l2l.cluster import SURVEY_JOB, ClusterOptions, group_work, make_executor
 from bayes_l2l.errors import UserInputError
 from bayes_l2l.table import NAMED_AVERAGES, LossTable
 
@@ -147,11 +148,22 @@ def run_survey(
     y: Sequence[str] = (),
     where: dict[str, str] | None = None,
     jobs: int = 1,
+    executor: str = "inline",
+    cluster: ClusterOptions | None = None,
+    wait: bool = True,
     progress: Callable[[str], None] | None = None,
     **options: Any,
 ) -> dict[str, Any]:
     """Survey ``factor`` over every pair (:func:`default_pairs`) into ``output``; returns the survey JSON
-    (also written to ``output/survey.json``, the grid figure to ``output/grid.png``, the report to ``output/report.html``): {factor, pairs: [...], ranking, levels, wall_s}."""
+    (also written to ``output/survey.json``, the grid figure to ``output/grid.png``, the report to
+    ``output/report.html``): {factor, pairs: [...], ranking, wall_s}.
+
+    ``executor``: "inline" fits on this machine in ``jobs`` worker processes; "slurm" submits a job array
+    through submitit (``cluster``: partition, time, memory...; default :data:`bayes_l2l.cluster.SURVEY_JOB`,
+    ``checkpoints_per_job`` pairs per array element); "local" runs that same array with submitit's local
+    executor (``jobs`` elements at once). With ``wait=False`` the jobs are submitted and
+    {factor, job_ids, n_pairs, log_dir} returned; the same call with ``executor="inline"`` after they finish
+    collects the results (every pair is reused)."""
     from bayes_l2l.api import read_table
 
     t0 = time.perf_counter()
@@ -162,6 +174,8 @@ def run_survey(
         )
     if jobs < 1:
         raise UserInputError(f"--jobs {jobs}: give at least 1 process")
+    if executor not in EXECUTORS:
+        raise UserInputError(f"--executor {executor!r}: use one of {', '.join(EXECUTORS)}")
     root = Path(output)
     if root.exists() and not root.is_dir():
         raise UserInputError(f"-o {root}: is a file; the survey writes a folder")
@@ -171,24 +185,29 @@ def run_survey(
     root.mkdir(parents=True, exist_ok=True)
     pairs = default_pairs(loss_table, x, y)
     say = progress or (lambda _msg: None)
-    say(f"survey of {factor}: {len(pairs)} pairs into {root} ({jobs} process(es))")
-    results: list[PairResult] = []
     args = [(x_, y_, factor, pair_folder(root, x_, y_), dict(where or {}), options) for x_, y_ in pairs]
-    if jobs == 1:
-        for i, a in enumerate(args, 1):
-            results.append(run_pair(loss_table, *a))
-            say(_progress_line(i, len(args), results[-1]))
+    if executor == "inline":
+        say(f"survey of {factor}: {len(pairs)} pairs into {root} ({jobs} process(es))")
+        results = _run_inline(loss_table, args, jobs, say)
     else:
-        with ProcessPoolExecutor(max_workers=jobs) as pool:
-            futures = [pool.submit(run_pair, loss_table, *a) for a in args]
-            for i, fut in enumerate(as_completed(futures), 1):
-                results.append(fut.result())
-                say(_progress_line(i, len(args), results[-1]))
+        opts = cluster or SURVEY_JOB
+        if executor == "local" and opts.array_parallelism is None:
+            opts = opts.but(array_parallelism=jobs)  # submitit's local executor: jobs elements at once
+        results, job_ids = _run_array(loss_table, args, executor, opts, root / JOBS_FOLDER, wait, say)
+        if not wait:
+            return {
+                "factor": factor,
+                "n_pairs": len(pairs),
+                "job_ids": job_ids,
+                "log_dir": str(root / JOBS_FOLDER),
+            }
     order = {p: i for i, p in enumerate(pairs)}
     results.sort(key=lambda r: order[(r.x, r.y)])
     out = {
         "factor": factor,
         "where": dict(where or {}),
+        "executor": executor,
+        "fit_options": dict(options),
         "n_pairs": len(results),
         "pairs": [r.to_dict() for r in results],
         "ranking": ranking(results).to_dict(orient="records"),
@@ -199,6 +218,68 @@ def run_survey(
     return out
 
 
+def _run_inline(
+    table: LossTable, args: list[tuple[Any, ...]], jobs: int, say: Callable[[str], None]
+) -> list[PairResult]:
+    """Every pair in this process (``jobs == 1``) or in ``jobs`` worker processes."""
+    results: list[PairResult] = []
+    if jobs == 1:
+        for i, a in enumerate(args, 1):
+            results.append(run_pair(table, *a))
+            say(_progress_line(i, len(args), results[-1]))
+        return results
+    with ProcessPoolExecutor(max_workers=jobs) as pool:
+        futures = [pool.submit(run_pair, table, *a) for a in args]
+        for i, fut in enumerate(as_completed(futures), 1):
+            results.append(fut.result())
+            say(_progress_line(i, len(args), results[-1]))
+    return results
+
+
+def run_pairs(table: LossTable, args: list[tuple[Any, ...]]) -> list[PairResult]:
+    """What one array element runs: its pairs, one after the other (module level, so submitit pickles it
+    by reference)."""
+    return [run_pair(table, *a) for a in args]
+
+
+def _run_array(
+    table: LossTable,
+    args: list[tuple[Any, ...]],
+    executor: str,
+    opts: ClusterOptions,
+    log_dir: Path,
+    wait: bool,
+    say: Callable[[str], None],
+) -> tuple[list[PairResult], list[str]]:
+    """The pairs as a submitit job array; with ``wait``, block and gather every element's results (a
+    crashed element's pairs become "error" pairs naming the job)."""
+    groups = group_work(args, executor, opts)
+    ex = make_executor(executor, log_dir, opts)
+    jobs = ex.map_array(run_pairs, [table] * len(groups), groups)
+    ids = [str(j.job_id) for j in jobs]
+    say(f"submitted {len(jobs)} {executor} job(s) for {len(args)} pairs; logs in {log_dir}")
+    results: list[PairResult] = []
+    if not wait:
+        return results, ids
+    for job, group in zip(jobs, groups, strict=True):
+        try:
+            part = job.result()
+        except Exception as exc:  # noqa: BLE001 - a crashed element: its pairs are shown as errors
+            reason = str(exc).strip().splitlines()[-1][:500] if str(exc).strip() else type(exc).__name__
+            part = [
+                PairResult(a[0], a[1], str(a[3]), "error", error=f"job {job.job_id} failed: {reason}")
+                for a in group
+            ]
+        for r in part:
+            results.append(r)
+            say(_progress_line(len(results), len(args), r))
+    return results, ids
+
+
+EXECUTORS = ("inline", "local", "slurm")
+"""Where a survey's pairs run: this machine's processes, submitit's local executor, a SLURM job array."""
+JOBS_FOLDER = "_jobs"
+"""submitit's logs and pickles, inside the survey folder."""
 GRID_FILE = "grid.png"
 """The grid figure of a survey, beside its JSON."""
 REPORT_FILE = "report.html"
@@ -237,12 +318,18 @@ def _progress_line(i: int, n: int, r: PairResult) -> str:
 def ranking(results: Sequence[PairResult]) -> pd.DataFrame:
     """Per level of the factor across pairs: pairs compared, the share decided "shift" among the pairs
     whose decision stands (diagnostics passed, enough common support), the median mean gap and the 5-95%
-    range of the pairs' mean gaps (each in its pair's y unit), most-shifting level first."""
+    range of the pairs' mean gaps (each in its pair's y unit), most-shifting level first. A pair in doubt
+    (failed diagnostics, heavy-tailed draws) counts as compared, not as decided."""
     rows = []
     for r in results:
         for c in r.contrasts:
             rows.append(
-                {"level": c["level"], "decision": c["decision"], "gap": c["gap_mean"], "unit": r.y_unit}
+                {
+                    "level": c["level"],
+                    "decision": c["decision"] if r.status == "ok" else "in doubt (sampler)",
+                    "gap": c["gap_mean"],
+                    "unit": r.y_unit,
+                }
             )
     if not rows:
         return pd.DataFrame(columns=["level", "pairs", "decided", "share_shift", "median_gap", "lo", "hi"])
@@ -278,3 +365,19 @@ def read_survey(folder: str | Path) -> dict[str, Any]:
             f"{folder}: no {SURVEY_FILE}; run `bayes-l2l survey TABLE --factor F -o {folder}`"
         )
     return json.loads(path.read_text())
+
+
+def survey_of(folder: str | Path | None) -> dict[str, Any] | None:
+    """The survey a posterior folder belongs to (its parent holds a survey.json listing it), else None."""
+    if folder is None:
+        return None
+    folder = Path(folder)
+    path = folder.parent / SURVEY_FILE
+    if not path.exists():
+        return None
+    try:
+        survey = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    names = {Path(p.get("folder", "")).name for p in survey.get("pairs", [])}
+    return survey if folder.name in names else None

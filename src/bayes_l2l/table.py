@@ -10,7 +10,9 @@ Schema (long / tidy format, see docs/table.md):
   study-membership flags), validated like factors but not listed as factors
 * measurement: ``metric`` (``val/<corpus>`` or ``test/<task>``), ``kind`` (``validation`` | ``test``),
   ``value`` (float), ``unit`` (``nats/token`` | ``bits/byte``), ``estimator`` (str), optional ``n`` (items
-  scored) and ``stderr`` (standard error of ``value``, same unit).
+  scored), ``stderr`` (standard error of ``value``, same unit) and ``stderr_independent`` (the part of
+  ``stderr`` that is independent across checkpoints, once the shared documents' common effect is removed;
+  the evaluator writes it from per-document losses; <= stderr).
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ STANDARD_FACTORS: tuple[str, ...] = (
     "seed",
 )
 MEASUREMENT_COLUMNS: tuple[str, ...] = ("metric", "kind", "value", "unit", "estimator")
-OPTIONAL_COLUMNS: tuple[str, ...] = ("n", "stderr")
+OPTIONAL_COLUMNS: tuple[str, ...] = ("n", "stderr", "stderr_independent")
 REQUIRED_COLUMNS: tuple[str, ...] = ("run", "checkpoint", *MEASUREMENT_COLUMNS)
 NUMERIC_IDENTITY: tuple[str, ...] = ("step", "tokens", "params")
 
@@ -270,7 +272,22 @@ class LossTable:
             estimator=("estimator", lambda s: "+".join(sorted(set(s.astype(str))))),
         )
         out = complete.mean(axis=1).rename("value").to_frame().join(meta)
+        for col in ("stderr", "stderr_independent"):
+            out[col] = self._average_stderr(sub, col, complete.index, len(parts))
         return out.reset_index()
+
+    @staticmethod
+    def _average_stderr(sub: pd.DataFrame, col: str, index: pd.Index, k: int) -> pd.Series:
+        """The standard error (column ``col``) of a mean over ``k`` metrics: sqrt(sum of squares) / k, the
+        components' errors independent (different corpora or tasks, different documents); NaN where a
+        component has none."""
+        if col not in sub.columns:
+            return pd.Series(np.nan, index=index)
+        se = sub.pivot_table(index=["run", "checkpoint"], columns="metric", values=col, aggfunc="first",
+                             dropna=False).reindex(index)  # fmt: skip
+        if se.shape[1] < k:
+            return pd.Series(np.nan, index=index)
+        return np.sqrt((se**2).sum(axis=1, min_count=k)) / k
 
     def with_average(self, spec: str, *, allow_mixed: bool = False) -> LossTable:
         """A copy with the average ``spec`` added as rows of its own metric (named as ``spec``)."""
@@ -430,7 +447,7 @@ def _normalise(df: pd.DataFrame, source: str) -> pd.DataFrame:
     for col in ("run", "checkpoint", "metric", "kind", "unit", "estimator"):
         if col in df.columns:
             df[col] = df[col].astype("string")
-    for col in (*NUMERIC_IDENTITY, "value", "n", "stderr"):
+    for col in (*NUMERIC_IDENTITY, "value", "n", "stderr", "stderr_independent"):
         if col in df.columns:
             converted = pd.to_numeric(df[col], errors="coerce")
             bad = converted.isna() & df[col].notna()
@@ -561,11 +578,21 @@ def validate_frame(df: pd.DataFrame, source: str) -> None:
                     f"{source}: column '{col}', {_row_label(df, first)}: {df.at[first, col]!r} must be "
                     f"{'positive' if col == 'params' else 'non-negative'} (leave it empty if unknown)"
                 )
-    if "stderr" in df.columns:
-        neg = df["stderr"] < 0
-        if neg.any():
-            first = neg.idxmax()
-            raise LossTableError(f"{source}: column 'stderr', {_row_label(df, first)}: must be >= 0")
+    for col in ("stderr", "stderr_independent"):
+        if col in df.columns:
+            neg = df[col] < 0
+            if neg.any():
+                first = neg.idxmax()
+                raise LossTableError(f"{source}: column '{col}', {_row_label(df, first)}: must be >= 0")
+    if "stderr_independent" in df.columns:
+        total = df["stderr"] if "stderr" in df.columns else pd.Series(np.nan, index=df.index)
+        bad = df["stderr_independent"].notna() & ~(df["stderr_independent"] <= total * (1 + 1e-9))
+        if bad.any():
+            first = bad.idxmax()
+            raise LossTableError(
+                f"{source}: column 'stderr_independent', {_row_label(df, first)}: must not exceed 'stderr' "
+                "(it is the part of the standard error independent across checkpoints); give stderr too"
+            )
     if "n" in df.columns:
         bad_n = df["n"].notna() & ((df["n"] < 1) | (df["n"] % 1 != 0))
         if bad_n.any():

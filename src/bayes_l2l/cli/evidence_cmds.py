@@ -271,6 +271,13 @@ def report_command(
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Replace an existing report / figures.")
     ] = False,
+    survey: Annotated[
+        Path | None,
+        typer.Option(
+            "--survey",
+            help="A survey folder whose ranking gets a section (default: the one POSTERIOR is in).",
+        ),
+    ] = None,
 ) -> int:
     """Write one self-contained HTML report: question, data, diagnostics, evidence, figures, caveats."""
     require_posterior_folder(posterior)  # before jax: a wrong folder is refused at once
@@ -282,7 +289,7 @@ def report_command(
     factors = list(dict.fromkeys(compare or fit.design.factor_levels))
     with progress_status("comparing") as progress:
         ev = fit.compare(*factors, rope=rope, loo=loo, progress=progress) if factors else None
-    path = fit.report(output, evidence=ev, rope=rope, figures=figures, overwrite=overwrite)
+    path = fit.report(output, evidence=ev, rope=rope, figures=figures, overwrite=overwrite, survey=survey)
     say(f"report written to {escape(str(path))}")
     return finish(fit, list(fit.diagnostics.get("problems", [])), ev.warnings if ev else [])
 

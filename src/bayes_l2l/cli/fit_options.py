@@ -53,6 +53,7 @@ class FitCommandOptions:
     seed: int
     paper_mode: bool
     compute: str
+    measurement_error: str
     prior_ex: str | None
     prior_ey: str | None
     effect_prior: str
@@ -95,6 +96,7 @@ class FitCommandOptions:
             run_offsets=_auto(self.run_offsets),
             effect_prior=self.effect_prior,
             compute=self.compute,
+            measurement_error=self.measurement_error,
             prior_ex=_pair(self.prior_ex, "--prior-ex"),
             prior_ey=_pair(self.prior_ey, "--prior-ey"),
             paper_mode=self.paper_mode,
@@ -187,6 +189,16 @@ _OPTIONS: dict[str, tuple[Any, Any]] = {
         False,
     ),
     "compute": (Annotated[str, typer.Option(help="Joint compute-to-loss component: auto, on, off.")], "auto"),
+    "measurement_error": (
+        Annotated[
+            str,
+            typer.Option(
+                help="Errors-in-variables from the table's stderr: auto (on where the known noise is neither "
+                "negligible against the checkpoints' scatter nor larger than it), on or off."
+            ),
+        ],
+        "auto",
+    ),
     "prior_ex": (
         Annotated[str | None, typer.Option(help="User prior MEAN,SD (nats) on the base Ex.")],
         None,
@@ -264,27 +276,37 @@ _OPTIONS: dict[str, tuple[Any, Any]] = {
 }
 
 
-def with_fit_options(command: Callable[..., Any]) -> Callable[..., Any]:
-    """Give ``command`` (which takes ``fit_opts: FitCommandOptions``) every option of :data:`_OPTIONS`."""
-    sig = inspect.signature(command)
-    hints = typing.get_type_hints(command, include_extras=True)
-    own = [
-        p.replace(annotation=hints.get(name, p.annotation))
-        for name, p in sig.parameters.items()
-        if name != "fit_opts"
-    ]
-    # options after the command's own (those with defaults stay after the required ones)
-    added = [
-        inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
-        for name, (annotation, default) in _OPTIONS.items()
-    ]
-    own = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in own]
+def with_options(
+    options: dict[str, tuple[Any, Any]], param: str, build: Callable[..., Any]
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """A decorator giving a command (which takes ``param``) every option of ``options`` ({name: (annotation,
+    default)}); the command receives ``build(**those options)`` as ``param``. Decorators stack."""
 
-    @functools.wraps(command)
-    def wrapper(**kwargs: Any) -> Any:
-        shared = {name: kwargs.pop(name) for name in _OPTIONS}
-        return command(**kwargs, fit_opts=FitCommandOptions(**shared))
+    def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
+        sig = inspect.signature(command)
+        hints = typing.get_type_hints(command, include_extras=True)
+        own = [
+            p.replace(annotation=hints.get(name, p.annotation), kind=inspect.Parameter.KEYWORD_ONLY)
+            for name, p in sig.parameters.items()
+            if name != param
+        ]
+        added = [
+            inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
+            for name, (annotation, default) in options.items()
+        ]
 
-    wrapper.__signature__ = sig.replace(parameters=own + added)  # type: ignore[attr-defined]
-    wrapper.__annotations__ = {p.name: p.annotation for p in own + added}
-    return wrapper
+        @functools.wraps(command)
+        def wrapper(**kwargs: Any) -> Any:
+            shared = {name: kwargs.pop(name) for name in options}
+            return command(**kwargs, **{param: build(**shared)})
+
+        wrapper.__signature__ = sig.replace(parameters=own + added)  # type: ignore[attr-defined]
+        wrapper.__annotations__ = {p.name: p.annotation for p in own + added}
+        return wrapper
+
+    return decorate
+
+
+with_fit_options = with_options(_OPTIONS, "fit_opts", FitCommandOptions)
+"""Give a command (which takes ``fit_opts: FitCommandOptions``) every option of a fit (the options after
+the command's own)."""

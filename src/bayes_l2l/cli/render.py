@@ -46,6 +46,7 @@ def print_compare(post: Any, compares: dict[str, list[Any]], rope: float) -> Non
     if post.diagnostics.get("attempts"):
         style = "green" if post.diagnostics.get("ok") else "red"
         say(f"sampler: [{style}]{escape(post.diagnostics['attempts'])}[/]")
+    say_measurement_error(post)
     for f, contrasts in compares.items():
         table = compact_table(
             f"{escape(f)}: curve gap level − base {escape(str(post.design.factor_levels[f][0]))} "
@@ -138,6 +139,13 @@ def report_problems(problems: list[str], where: str) -> None:
         )
 
 
+def say_measurement_error(post: Any) -> None:
+    """One line: whether the fit modelled the table's standard errors, and why."""
+    me = post.settings.get("measurement_error")
+    if me:
+        say(f"measurement error: {escape(me['reason'])}")
+
+
 def print_posterior_summary(post: Any) -> None:
     """Rich rendering of :func:`posterior_report`."""
     from bayes_l2l.diagnostics import summary_table
@@ -162,6 +170,7 @@ def print_posterior_summary(post: Any) -> None:
         )
     for w in d.warnings[n_import:]:
         err_console.print(f"[yellow]warning:[/] {escape(w)}", soft_wrap=True)
+    say_measurement_error(post)
     summ = summary_table(post)
     table = Table(title="posterior (90% HDI)", show_lines=False)
     for col in ("quantity", "mean", "90% HDI", "r_hat", "ess_bulk", "identified"):

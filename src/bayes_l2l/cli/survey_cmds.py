@@ -8,12 +8,24 @@ from typing import Annotated, Any
 import typer
 from rich.markup import escape
 
-from bayes_l2l.cli.common import app, compact_table, print_json, print_table, progress_status
+from bayes_l2l.cli.cluster_options import with_cluster_options
+from bayes_l2l.cli.common import (
+    app,
+    compact_table,
+    parse_assignments,
+    print_json,
+    print_table,
+    progress_status,
+)
+from bayes_l2l.cli.fit_options import FitCommandOptions, with_fit_options
 from bayes_l2l.cli.render import say
+from bayes_l2l.cluster import ClusterOptions
 from bayes_l2l.where import parse_where
 
 
 @app.command("survey")
+@with_cluster_options
+@with_fit_options
 def survey_command(
     table: Annotated[Path, typer.Argument(help="Loss table (parquet or CSV).")],
     factor: Annotated[str, typer.Option("--factor", help="Factor whose evidence is surveyed.")],
@@ -27,23 +39,50 @@ def survey_command(
     where: Annotated[
         list[str] | None, typer.Option("--where", help="Keep rows COLUMN=VALUE (or !=, A,B, >=, >, <=, <).")
     ] = None,
-    method: Annotated[
-        str, typer.Option(help="nuts (robust defaults) or approx (Laplace, not calibrated).")
-    ] = "nuts",
+    base: Annotated[
+        list[str] | None, typer.Option("--base", help="Base level FACTOR=LEVEL (repeatable).")
+    ] = None,
     jobs: Annotated[int, typer.Option(min=1, help="Pairs fitted at once, one process each.")] = 1,
+    executor: Annotated[
+        str,
+        typer.Option(
+            "--executor",
+            "-e",
+            help="inline (this machine, --jobs processes), local (submitit) or slurm (job array).",
+        ),
+    ] = "inline",
+    wait: Annotated[
+        bool, typer.Option("--wait/--no-wait", help="local/slurm: wait for the jobs and collect the pairs.")
+    ] = True,
     json_out: Annotated[bool, typer.Option("--json", help="Print the survey as JSON.")] = False,
+    fit_opts: FitCommandOptions | None = None,
+    cluster: ClusterOptions | None = None,
 ) -> int:
     """Does changing FACTOR shift the curve, for every (x, y) pair? One posterior per pair in OUTPUT,
-    survey.json, grid.png and a ranking of the factor's levels across pairs."""
+    survey.json, grid.png, report.html and a ranking of the factor's levels across pairs. Fit options apply
+    to every pair."""
+    from dataclasses import asdict
+
     from bayes_l2l import api
 
+    assert fit_opts is not None
+    base_levels = parse_assignments(base, "--base")
+    options = {**fit_opts.question_kwargs(), **asdict(fit_opts.fit_options())}
     with progress_status("survey") as progress:
         result = api.survey(
             table, factor, output, x=x or (), y=y or (), where=parse_where(where), jobs=jobs,
-            progress=progress, method=method,
+            executor=executor, cluster=cluster, wait=wait, progress=progress,
+            **({"base": base_levels} if base_levels else {}), **options,
         )  # fmt: skip
     if json_out:
         print_json(result)
+        return 0
+    if "pairs" not in result:
+        say(
+            f"submitted {len(result['job_ids'])} job(s) for {result['n_pairs']} pairs (logs in "
+            f"{escape(result['log_dir'])}); when they finish, run the same command with --executor inline "
+            "to collect (every fitted pair is reused)"
+        )
         return 0
     _print_survey(result)
     say(f"wrote {escape(', '.join(str(output / n) for n in ('survey.json', 'grid.png', 'report.html')))}")

@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from bayes_l2l.errors import UserInputError
 from bayes_l2l.evaluate.cloze import cloze_estimator
 from bayes_l2l.evaluate.config import EvalConfig, fingerprint
@@ -224,6 +226,14 @@ def _score_loaded(prep: Prepared, ckpt: Checkpoint, loaded: Any, todo: list[str]
             continue
         t1 = time.perf_counter()
         res = score_corpus(corpus, loaded.tokenizer, scorer, cfg, prefix, counter)
+        ns.write_documents(
+            ckpt.run,
+            ckpt.checkpoint,
+            corpus.metric,
+            nll=res.doc_nll.astype(np.float64),
+            tokens=res.doc_tokens.astype(np.int64),
+            bytes=res.doc_bytes.astype(np.int64),
+        )  # the per-document losses give the part of the stderr independent across checkpoints
         ns.write(
             {
                 **_identity(ckpt),

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from bayes_l2l.errors import UserInputError
@@ -147,6 +148,28 @@ class Namespace:
                 continue  # unreadable: treated as missing and rewritten
         return out
 
+    def documents_path(self, run: str, checkpoint: str, metric: str) -> Path:
+        """Per-document losses of a validation record, beside it (``<metric>.docs.npz``)."""
+        return self.record_path(run, checkpoint, metric).with_suffix(".docs.npz")
+
+    def write_documents(self, run: str, checkpoint: str, metric: str, **arrays: np.ndarray) -> Path:
+        """Write a record's per-document arrays (compressed, atomically); written before the record, so a
+        record's documents are there whenever the record is."""
+        path = self.documents_path(run, checkpoint, metric)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}.npz")
+        np.savez_compressed(tmp, **arrays)
+        os.replace(tmp, path)
+        return path
+
+    def documents(self, run: str, checkpoint: str, metric: str) -> dict[str, np.ndarray] | None:
+        """The per-document arrays of a record (nll, tokens, bytes), or None (records of before, tasks)."""
+        path = self.documents_path(run, checkpoint, metric)
+        if not path.is_file():
+            return None
+        with np.load(path) as z:
+            return {k: z[k] for k in z.files}
+
     def write(self, record: dict[str, Any]) -> Path:
         """Write one (checkpoint, metric) record atomically."""
         path = self.record_path(record["run"], record["checkpoint"], record["metric"])
@@ -234,7 +257,34 @@ def records_frame(ns: Namespace) -> pd.DataFrame:
                     "stderr": _nan(r.get("stderr")),
                 }
             )
-    return pd.DataFrame(rows)
+    df = pd.DataFrame(rows)
+    if df.empty:
+        return df
+    return df.assign(stderr_independent=independent_stderr(ns, df))
+
+
+def independent_stderr(ns: Namespace, df: pd.DataFrame) -> pd.Series:
+    """Per row, the part of ``stderr`` independent across checkpoints (:mod:`bayes_l2l.measurement`), from
+    the per-document losses of every checkpoint of the metric: NaN where they are missing or fewer than 2
+    checkpoints have them (tasks: lm-eval keeps no per-question losses here)."""
+    from bayes_l2l.measurement import independent_share
+
+    out = pd.Series(np.nan, index=df.index)
+    pool = (ns.meta.get("estimator_settings") or {}).get("pool", "tokens")
+    for (metric, unit), rows in df.groupby(["metric", "unit"], sort=False):
+        docs = [ns.documents(r.run, r.checkpoint, metric) for r in rows.itertuples()]
+        have = [i for i, d in enumerate(docs) if d is not None]
+        if len(have) < 2 or len({len(docs[i]["nll"]) for i in have}) != 1:
+            continue
+        denom = "tokens" if unit == "nats/token" else "bytes"
+        share = independent_share(
+            np.stack([docs[i]["nll"] for i in have]),
+            np.stack([docs[i][denom] for i in have]).astype(float),
+            pooled=pool == "tokens",
+        )
+        idx = rows.index[have]
+        out.loc[idx] = df.loc[idx, "stderr"].to_numpy() * np.sqrt(share)
+    return out
 
 
 def accuracy_frame(ns: Namespace) -> pd.DataFrame:
