@@ -15,8 +15,12 @@ true gap 90% of the time, and the null factor should be called "shift" rarely.
 Speed (``--speed``): 60 runs x 100 checkpoints (6,000) with stderr, one NUTS attempt each with and without
 the error model at the same sampler settings, compiled from scratch, in this one process.
 
+Side by side on a real table (``--table T --x X --y Y --factor F [--where C=V]``): the decisions of the fit with
+the error model forced on (``on``), as ``auto`` chooses, and without (``off``), from one process.
+
 Run: ``.venv/bin/python benchmarks/measurement_error.py --seeds 30 --shared 0.8`` (resumable: one record per
-seed in --out) and ``--speed``. Writes ``summary.json`` and ``summary.md`` to ``--out``.
+seed in --out), ``--speed``, and e.g. ``--table data/mini_study.parquet --x val/c4 --y val/wiki --factor
+pretraining_data``. Writes ``summary.json`` and ``summary.md`` to ``--out``.
 """
 
 from __future__ import annotations
@@ -177,6 +181,60 @@ def speed(args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
+def side_by_side(args: argparse.Namespace) -> dict[str, Any]:
+    """Decisions on a real table with the error model off, as auto chooses, and on."""
+    from bayes_l2l import api
+
+    where = dict(w.split("=", 1) for w in args.where or [])
+    out: dict[str, Any] = {
+        "table": str(args.table),
+        "x": args.x,
+        "y": args.y,
+        "factor": args.factor,
+        "where": where,
+        "modes": {},
+    }
+    for mode in ("off", "auto", "on"):
+        fit = api.fit(str(args.table), args.x, args.y, args.factor, where=where, measurement_error=mode)
+        ev = fit.compare(args.factor, loo=False)
+        me = fit.posterior.settings["measurement_error"]
+        out["modes"][mode] = {
+            "used": me["used"],
+            "reason": me["reason"],
+            "ok": bool(fit.diagnostics["ok"]),
+            "sigma": float(np.median(fit.posterior.draws("sigma"))),
+            "contrasts": [
+                {"level": c.level, "gap_mean": c.gap_mean, "gap_hdi90": c.gap_hdi90, "decision": c.decision}
+                for c in ev.contrasts[args.factor]
+            ],
+        }
+        print(f"{mode}: {me['reason']}", file=sys.stderr, flush=True)
+    return out
+
+
+def side_by_side_markdown(res: dict[str, Any]) -> str:
+    lines = [
+        f"`{res['y']}` vs `{res['x']}`, factor {res['factor']}, filters {res['where'] or 'none'}; robust defaults.",
+        "",
+        "| level | " + " | ".join(f"{m}: mean gap [90% HDI], decision" for m in res["modes"]) + " |",
+        "|---|" + "---|" * len(res["modes"]),
+    ]
+    levels = [c["level"] for c in next(iter(res["modes"].values()))["contrasts"]]
+    for i, level in enumerate(levels):
+        cells = []
+        for m in res["modes"].values():
+            c = m["contrasts"][i]
+            lo, hi = c["gap_hdi90"]
+            cells.append(f"{c['gap_mean']:+.3f} [{lo:+.3f}, {hi:+.3f}] {c['decision']}")
+        lines.append(f"| {level} | " + " | ".join(cells) + " |")
+    lines.append("")
+    for mode, m in res["modes"].items():
+        lines.append(
+            f"- {mode}: used={m['used']}, median sigma {m['sigma']:.4f}, diagnostics ok={m['ok']}: {m['reason']}"
+        )
+    return "\n".join(lines) + "\n"
+
+
 def markdown(summary: dict[str, Any], args: argparse.Namespace) -> str:
     def pct(v: float) -> str:
         return f"{100 * v:.0f}%"
@@ -216,12 +274,26 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--rope", type=float, default=DEFAULT_ROPE)
     ap.add_argument("--speed", action="store_true", help="time 6,000 checkpoints instead of calibrating")
+    ap.add_argument("--table", type=Path, default=None, help="a real table: decisions off / auto / on")
+    ap.add_argument("--x", default="val/c4")
+    ap.add_argument("--y", default="val/wiki")
+    ap.add_argument("--factor", default="pretraining_data")
+    ap.add_argument("--where", action="append", default=None, help="COLUMN=VALUE (repeatable)")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args(argv)
     tag = "speed" if args.speed else f"shared{args.shared:g}_gap{args.gap:g}"
+    if args.table is not None:
+        tag = f"real_{args.table.stem}_{args.y.replace('/', '-')}_vs_{args.x.replace('/', '-')}"
     out = args.out or REPO / "out" / "benchmarks" / f"measurement_error_{tag}"
     out.mkdir(parents=True, exist_ok=True)
     meta = {"machine": platform.processor() or platform.machine(), "argv": sys.argv[1:]}
+    if args.table is not None:
+        res = side_by_side(args)
+        (out / "summary.json").write_text(json.dumps({**meta, **res}, indent=1, default=float))
+        md = side_by_side_markdown(res)
+        (out / "summary.md").write_text(md)
+        print(md)
+        return 0
     if args.speed:
         result = speed(args)
         (out / "summary.json").write_text(json.dumps({**meta, **result}, indent=1))

@@ -196,7 +196,12 @@ def test_submitit_local_executor_gives_the_same_table(env, clean_run, tmp_path, 
     clean = _sorted(read_store(clean_run).df)
     keep = clean["run"].isin(["tiny-neox", "tiny-mamba"]) & clean["metric"].str.startswith("val/")
     clean = clean[keep].reset_index(drop=True)
-    pd.testing.assert_frame_equal(local, clean, check_exact=False, rtol=1e-9)
+    # stderr_independent is estimated over the namespace's checkpoints (2 here, 3 there): not compared
+    assert local["stderr_independent"].isna().all()  # fewer than 3 checkpoints: no estimate
+    pd.testing.assert_frame_equal(
+        local.drop(columns="stderr_independent"), clean.drop(columns="stderr_independent"), check_exact=False,
+        rtol=1e-9,
+    )  # fmt: skip
 
 
 def test_other_config_gets_its_own_namespace(env, clean_run, tmp_path, capsys):

@@ -115,7 +115,7 @@ def test_saved_configs_of_before_load_without_the_error_model():
         FitOptions(measurement_error="maybe")
 
 
-def test_the_fit_attributes_independent_measurement_noise_to_the_known_errors():
+def test_the_fit_attributes_independent_measurement_noise_to_the_known_errors(tmp_path):
     """Independent noise of 0.03 nats on both axes over a residual of 0.003: without the error model sigma
     absorbs it; with it, sigma shrinks towards the residual and the choice is recorded."""
     design = _design(_noisy_table(4, 0.03, 0.0, independent_column=True))
@@ -126,3 +126,9 @@ def test_the_fit_attributes_independent_measurement_noise_to_the_known_errors():
     from bayes_l2l.plots import ppc_coverage
 
     assert ppc_coverage(on)[0.9] == pytest.approx(0.9, abs=0.12)
+    from bayes_l2l.posterior import load
+
+    on.save(tmp_path / "post")
+    again = load(tmp_path / "post")
+    assert again.settings["measurement_error"]["used"] and again.config.measurement_error == "auto"
+    assert ppc_coverage(again) == ppc_coverage(on)

@@ -128,12 +128,13 @@ def test_the_job_array_path_gives_the_inline_results(table, tmp_path):
     out = tmp_path / "array"
     kw = {"x": ["val/c4"], "y": ["test/hellaswag", "test/piqa"], "method": "approx"}
     res = bl.survey(table, "pretraining_data", out, executor="local", jobs=2, **kw)
-    assert res["executor"] == "local" and [p["status"] for p in res["pairs"]] == ["ok", "ok"]
+    assert res["executor"] == "local" and len(res["pairs"]) == 2
+    assert all(p["status"] in ("ok", "in doubt") and p["contrasts"] for p in res["pairs"])
     assert (out / "_jobs").is_dir() and (out / "grid.png").exists()
     again = bl.survey(table, "pretraining_data", out, **kw)
     assert all(p["reused"] for p in again["pairs"])
     assert [c["gap_mean"] for p in again["pairs"] for c in p["contrasts"]] == pytest.approx(
-        [c["gap_mean"] for p in res["pairs"] for c in p["contrasts"]], rel=1e-9
+        [c["gap_mean"] for p in res["pairs"] for c in p["contrasts"]], rel=1e-9, nan_ok=True
     )
     queued = bl.survey(table, "pretraining_data", tmp_path / "queued", executor="local", wait=False, **kw)
     assert queued["n_pairs"] == 2 and len(queued["job_ids"]) == 1 and "pairs" not in queued
@@ -148,4 +149,4 @@ def test_slurm_needs_a_partition_and_the_cli_forwards_fit_options(table, tmp_pat
     assert main([*argv, "--executor", "k8s"]) == 2
     assert main([*argv, "--method", "approx", "--min-fraction", "0.2", "--json"]) == 0
     res = json.loads(capsys.readouterr().out)
-    assert res["fit_options"]["min_fraction"] == 0.2 and res["pairs"][0]["status"] == "ok"
+    assert res["fit_options"]["min_fraction"] == 0.2 and res["pairs"][0]["status"] != "error"

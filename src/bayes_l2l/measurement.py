@@ -205,8 +205,11 @@ def independent_share(nll: np.ndarray, denom: np.ndarray, pooled: bool = True) -
     Each document's influence on checkpoint i's loss is psi_id = (nll_id - L_i n_id) / mean(n_i) for the
     pooled estimator (L_i = sum nll / sum n), or nll_id / n_id - L_i for the mean of per-document means; the
     variance of L_i is var_d(psi_i) / D. The documents' common effect is the mean influence over checkpoints,
-    psi_bar_d; what remains after regressing psi_i on it (through the origin) is the independent part:
-    share_i = var(residual_i) / var(psi_i). The common part moves every checkpoint's loss together."""
+    psi_bar_d, taken over the *other* checkpoints (leave-one-out, so that a checkpoint's own noise is not
+    part of it); what remains after regressing psi_i on it (through the origin) is the independent part:
+    share_i = var(residual_i) / var(psi_i). The common part moves every checkpoint's loss together. The other
+    checkpoints' own noise in the profile makes the share come out slightly high (the conservative side);
+    with few checkpoints it is rough, and it changes as checkpoints are added to the store."""
     nll, denom = np.asarray(nll, float), np.asarray(denom, float)
     if pooled:
         level = nll.sum(axis=1, keepdims=True) / denom.sum(axis=1, keepdims=True)
@@ -215,13 +218,15 @@ def independent_share(nll: np.ndarray, denom: np.ndarray, pooled: bool = True) -
         per_doc = nll / np.maximum(denom, 1.0)
         psi = per_doc - per_doc.mean(axis=1, keepdims=True)
     psi = psi - psi.mean(axis=1, keepdims=True)
-    common = psi.mean(axis=0)
-    scale = float(common @ common)
+    m = psi.shape[0]
+    if m < 2:
+        return np.ones(m)
+    # leave-one-out: checkpoint i's own independent part must not be in the common profile it is regressed on
+    common = (psi.sum(axis=0, keepdims=True) - psi) / (m - 1)
+    scale = (common**2).sum(axis=1)
     total = (psi**2).sum(axis=1)
-    if scale <= 0:
-        return np.ones(psi.shape[0])
-    beta = psi @ common / scale
-    resid = psi - beta[:, None] * common[None, :]
     with np.errstate(invalid="ignore", divide="ignore"):
+        beta = np.where(scale > 0, (psi * common).sum(axis=1) / scale, 0.0)
+        resid = psi - beta[:, None] * common
         share = np.where(total > 0, (resid**2).sum(axis=1) / total, 1.0)
     return np.clip(share, 0.0, 1.0)

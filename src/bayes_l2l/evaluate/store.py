@@ -263,10 +263,16 @@ def records_frame(ns: Namespace) -> pd.DataFrame:
     return df.assign(stderr_independent=independent_stderr(ns, df))
 
 
+MIN_CHECKPOINTS_FOR_SHARE = 3
+"""Checkpoints of a metric with per-document losses needed to split its stderr into shared and independent."""
+
+
 def independent_stderr(ns: Namespace, df: pd.DataFrame) -> pd.Series:
     """Per row, the part of ``stderr`` independent across checkpoints (:mod:`bayes_l2l.measurement`), from
-    the per-document losses of every checkpoint of the metric: NaN where they are missing or fewer than 2
-    checkpoints have them (tasks: lm-eval keeps no per-question losses here)."""
+    the per-document losses of every checkpoint of the metric: NaN where they are missing or fewer than
+    :data:`MIN_CHECKPOINTS_FOR_SHARE`
+    checkpoints have them (tasks: lm-eval keeps no per-question losses here). An estimate over the namespace:
+    it changes as checkpoints are added."""
     from bayes_l2l.measurement import independent_share
 
     out = pd.Series(np.nan, index=df.index)
@@ -274,7 +280,7 @@ def independent_stderr(ns: Namespace, df: pd.DataFrame) -> pd.Series:
     for (metric, unit), rows in df.groupby(["metric", "unit"], sort=False):
         docs = [ns.documents(r.run, r.checkpoint, metric) for r in rows.itertuples()]
         have = [i for i, d in enumerate(docs) if d is not None]
-        if len(have) < 2 or len({len(docs[i]["nll"]) for i in have}) != 1:
+        if len(have) < MIN_CHECKPOINTS_FOR_SHARE or len({len(docs[i]["nll"]) for i in have}) != 1:
             continue
         denom = "tokens" if unit == "nats/token" else "bytes"
         share = independent_share(
