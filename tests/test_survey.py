@@ -119,6 +119,9 @@ def test_survey_command_prints_the_ranking_and_writes_json(table, tmp_path, caps
     assert main([*argv, "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["pairs"][0]["reused"]
     assert main(["survey", str(path), "--factor", "nope", "-o", str(out)]) == 2
+    two = [*argv[:-1], str(tmp_path / "two"), "--y", "test/hellaswag", "--jobs", "2", "--json"]
+    assert main(two) == 0  # two spawned worker processes
+    assert len(json.loads(capsys.readouterr().out)["pairs"]) == 2
 
 
 def test_the_job_array_path_gives_the_inline_results(table, tmp_path):

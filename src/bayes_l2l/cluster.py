@@ -78,6 +78,8 @@ def make_executor(executor: str, log_dir: Path, opts: ClusterOptions) -> Any:
         "mem_gb": opts.mem_gb,
         "name": opts.job_name,
     }
+    if not opts.gpus_per_node:
+        params.pop("gpus_per_node")  # CPU jobs: no --gpus-per-node=0 line, which GPU-less clusters reject
     if executor == "slurm":
         params["slurm_partition"] = opts.partition
         params["slurm_array_parallelism"] = opts.array_parallelism or 32

@@ -106,16 +106,25 @@ def question_folder(question: Any, root: Path = DEFAULT_OUT) -> Path:
 
 # ------------------------------------------------------------------------------------------ reuse
 def same_data(post: Any, design: Any) -> bool:
-    """Same question, runs and points (x and y) as ``design``."""
+    """Same question, runs and points (x and y, and their standard errors, which the error model reads) as
+    ``design``."""
     d = post.design
     if d.question.to_dict() != design.question.to_dict() or d.runs != design.runs:
         return False
     if len(d.points) != len(design.points):
         return False
     # design.json stores floats with 10 significant digits: compare at that precision
-    return bool(
-        np.allclose(d.x, design.x, rtol=1e-9, atol=0) and np.allclose(d.y, design.y, rtol=1e-9, atol=0)
-    )
+    if not (np.allclose(d.x, design.x, rtol=1e-9, atol=0) and np.allclose(d.y, design.y, rtol=1e-9, atol=0)):
+        return False
+    for col in ("x_se", "x_se_indep", "y_se", "y_se_indep"):
+        if not np.allclose(_float_column(d.points, col), _float_column(design.points, col), rtol=1e-9, atol=0,
+                           equal_nan=True):  # fmt: skip
+            return False
+    return True
+
+
+def _float_column(points: Any, name: str) -> np.ndarray:
+    return points[name].to_numpy(dtype=float) if name in points.columns else np.full(len(points), np.nan)
 
 
 def _model_key(config: Any) -> dict[str, Any]:

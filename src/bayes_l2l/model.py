@@ -135,8 +135,8 @@ class ModelConfig:
 
     measurement_error: str = "auto"
     """Errors-in-variables from the table's standard errors (:mod:`bayes_l2l.measurement`): 'on', 'off', or
-    'auto' (on where the known independent noise is neither negligible against the checkpoints' scatter nor
-    larger than it). Configs saved before the option load with 'off' (as fitted)."""
+    'auto' (on where the table gives stderr_independent and that noise is not negligible against the
+    checkpoints' scatter). Configs saved before the option load with 'off' (as fitted)."""
 
     def __post_init__(self) -> None:
         from bayes_l2l.errors import UserInputError

@@ -140,7 +140,7 @@ def plot_factor_summary(surveys: dict[str, dict[str, Any]]) -> Figure:
             key = "not identifiable" if c["decision"].startswith("not identifiable") else c["decision"]
             yj = i + rng.uniform(-0.28, 0.28)
             lo, hi = c["gap_hdi90"]
-            colour = colours.get(key, "#999999")
+            colour = "#999999" if key == "not identifiable" else colours.get(key, "#999999")
             ax.plot([lo, hi], [yj, yj], color=colour, lw=0.8, alpha=0.6, zorder=2)
             ax.plot([mean], [yj], "o", ms=3.2, color=colour, mec="none" if key != "not identifiable" else "#555555",
                     zorder=3)  # fmt: skip

@@ -13,6 +13,7 @@ averages the table can form (``test/avg7`` ...). Each axis keeps the unit the ta
 from __future__ import annotations
 
 import json
+import multiprocessing
 import re
 import time
 from collections.abc import Callable, Sequence
@@ -193,6 +194,9 @@ def run_survey(
         opts = cluster or SURVEY_JOB
         if executor == "local" and opts.array_parallelism is None:
             opts = opts.but(array_parallelism=jobs)  # submitit's local executor: jobs elements at once
+        if executor == "local":  # its elements hold many pairs each: the time limit is per pair
+            per_element = -(-len(args) // max(1, opts.array_parallelism or 1))
+            opts = opts.but(timeout_min=opts.timeout_min * per_element)
         results, job_ids = _run_array(loss_table, args, executor, opts, root / JOBS_FOLDER, wait, say)
         if not wait:
             return {
@@ -228,7 +232,8 @@ def _run_inline(
             results.append(run_pair(table, *a))
             say(_progress_line(i, len(args), results[-1]))
         return results
-    with ProcessPoolExecutor(max_workers=jobs) as pool:
+    # spawned, not forked: a forked JAX process inherits its threads and the compilation cache's file lock
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
         futures = [pool.submit(run_pair, table, *a) for a in args]
         for i, fut in enumerate(as_completed(futures), 1):
             results.append(fut.result())
@@ -257,17 +262,19 @@ def _run_array(
     ex = make_executor(executor, log_dir, opts)
     jobs = ex.map_array(run_pairs, [table] * len(groups), groups)
     ids = [str(j.job_id) for j in jobs]
-    say(f"submitted {len(jobs)} {executor} job(s) for {len(args)} pairs; logs in {log_dir}")
     results: list[PairResult] = []
     if not wait:
         return results, ids
+    say(f"submitted {len(jobs)} {executor} job(s) for {len(args)} pairs; logs in {log_dir}")
     for job, group in zip(jobs, groups, strict=True):
         try:
             part = job.result()
-        except Exception as exc:  # noqa: BLE001 - a crashed element: its pairs are shown as errors
+        except Exception as exc:  # noqa: BLE001 - a crashed element: its unfinished pairs are shown as errors
             reason = str(exc).strip().splitlines()[-1][:500] if str(exc).strip() else type(exc).__name__
             part = [
-                PairResult(a[0], a[1], str(a[3]), "error", error=f"job {job.job_id} failed: {reason}")
+                run_pair(table, *a)  # fitted before the element died: reused from its folder
+                if (Path(a[3]) / "fit.json").exists()
+                else PairResult(a[0], a[1], str(a[3]), "error", error=f"job {job.job_id} failed: {reason}")
                 for a in group
             ]
         for r in part:

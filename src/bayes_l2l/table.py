@@ -283,8 +283,8 @@ class LossTable:
         component has none."""
         if col not in sub.columns:
             return pd.Series(np.nan, index=index)
-        se = sub.pivot_table(index=["run", "checkpoint"], columns="metric", values=col, aggfunc="first",
-                             dropna=False).reindex(index)  # fmt: skip
+        se = sub.pivot_table(index=["run", "checkpoint"], columns="metric", values=col, aggfunc="first")
+        se = se.reindex(index)
         if se.shape[1] < k:
             return pd.Series(np.nan, index=index)
         return np.sqrt((se**2).sum(axis=1, min_count=k)) / k

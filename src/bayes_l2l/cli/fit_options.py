@@ -193,8 +193,9 @@ _OPTIONS: dict[str, tuple[Any, Any]] = {
         Annotated[
             str,
             typer.Option(
-                help="Errors-in-variables from the table's stderr: auto (on where the known noise is neither "
-                "negligible against the checkpoints' scatter nor larger than it), on or off."
+                help="Errors-in-variables from the table's stderr: auto (on where the table gives "
+                "stderr_independent and it is not negligible against the checkpoints' scatter), on (all of "
+                "stderr where that is missing) or off."
             ),
         ],
         "auto",
