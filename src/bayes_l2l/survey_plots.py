@@ -103,7 +103,7 @@ def plot_survey_grid(survey: dict[str, Any]) -> Figure:
 def plot_factor_summary(surveys: dict[str, dict[str, Any]]) -> Figure:
     """Several factors' surveys side by side (the paper's Figure-1 question: data vs architecture vs
     tokenizer): one row per (factor, level); per pair its mean gap with the 90% HDI, coloured by the
-    decision; the ROPE as a grey band where every pair has the same one; per row the share of standing
+    decision (a pair in doubt: its mean only); the ROPE as a grey band where every pair has the same one; per row the share of standing
     decisions that are "shift". ``surveys``: label -> survey JSON (:func:`bayes_l2l.surveys.run_survey`)."""
     import numpy as np
 
@@ -141,7 +141,8 @@ def plot_factor_summary(surveys: dict[str, dict[str, Any]]) -> Figure:
             yj = i + rng.uniform(-0.28, 0.28)
             lo, hi = c["gap_hdi90"]
             colour = "#999999" if key == "not identifiable" else colours.get(key, "#999999")
-            ax.plot([lo, hi], [yj, yj], color=colour, lw=0.8, alpha=0.6, zorder=2)
+            if key != "in doubt (sampler)":  # its interval is not to be read (heavy tails, failed sampler)
+                ax.plot([lo, hi], [yj, yj], color=colour, lw=0.8, alpha=0.6, zorder=2)
             ax.plot([mean], [yj], "o", ms=3.2, color=colour, mec="none" if key != "not identifiable" else "#555555",
                     zorder=3)  # fmt: skip
         share = (
