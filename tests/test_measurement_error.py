@@ -10,8 +10,8 @@ import pytest
 
 from bayes_l2l.design import Question, build_design
 from bayes_l2l.errors import LossTableError, UserInputError
-from bayes_l2l.measurement import choose, independent_share
-from bayes_l2l.model import ModelConfig, known_scale
+from bayes_l2l.measurement import choose, independent_share, known_scale
+from bayes_l2l.model import ModelConfig
 from bayes_l2l.robust_fit import FitOptions, fit_design_with
 from bayes_l2l.simulate import SimulationSpec, simulate_table
 from bayes_l2l.table import LossTable
@@ -56,7 +56,9 @@ def test_the_likelihood_scale_is_the_effective_variance():
     slope = (f(x + 1e-6) - f(x - 1e-6)) / 2e-6
     got = known_scale(0.01, amp, kappa, g, (x - ex) / g, 0.02**2, 0.05**2)
     assert float(got) == pytest.approx(np.sqrt(0.01**2 + 0.05**2 + slope**2 * 0.02**2), rel=1e-6)
-    assert float(known_scale(0.01, amp, kappa, g, jnp.asarray((x - ex) / g), 0.0, 0.0)) == pytest.approx(0.01)
+    assert float(
+        known_scale(0.01, amp, kappa, g, jnp.asarray((x - ex) / g), 0.0, 0.0, xp=jnp)
+    ) == pytest.approx(0.01)
 
 
 def test_auto_uses_the_error_model_only_where_the_independent_part_is_known_and_matters():
@@ -132,3 +134,43 @@ def test_the_fit_attributes_independent_measurement_noise_to_the_known_errors(tm
     again = load(tmp_path / "post")
     assert again.settings["measurement_error"]["used"] and again.config.measurement_error == "auto"
     assert ppc_coverage(again) == ppc_coverage(on)
+
+
+def test_new_checkpoints_count_their_own_measurement_noise():
+    """Where the fit used the error model, `test` and `predict --from-table` add each new checkpoint's own
+    stderr: wider predictive sd and gap interval than for the same checkpoints stated without stderr."""
+    import bayes_l2l as bl
+    from bayes_l2l.comparisons import test_against_curve
+
+    post = fit_design_with(
+        _design(_noisy_table(4, 0.03, 0.0, independent_column=True)), FitOptions(method="approx")
+    )
+    assert post.settings["measurement_error"]["used"]
+    new = _noisy_table(9, 0.03, 0.0, independent_column=True).where(pretraining_data="web")
+    bare = LossTable.from_frame(new.df.drop(columns=["stderr", "stderr_independent"]), "bare")
+    with_se, without = test_against_curve(post, new), test_against_curve(post, bare)
+    width = lambda r: r["gap_hdi90"][1] - r["gap_hdi90"][0]  # noqa: E731
+    assert width(with_se) > width(without)
+    sd = lambda r: np.array([c["predictive_sd"] for c in r["checkpoints"]])  # noqa: E731
+    assert (sd(with_se) > sd(without)).all()
+    fit = bl.Fit(post)
+    p_se, p_bare = fit.predict(table=new).frame, fit.predict(table=bare).frame
+    assert list(p_se["checkpoint"]) == list(p_bare["checkpoint"])
+    assert (p_se["sd"].to_numpy() > p_bare["sd"].to_numpy()).all()
+    assert np.isfinite(p_se["residual_z"]).all()
+    off = fit_design_with(
+        _design(_noisy_table(4, 0.03, 0.0, independent_column=True)),
+        FitOptions(method="approx", measurement_error="off"),
+    )
+    assert test_against_curve(off, new)["gap_hdi90"] == test_against_curve(off, bare)["gap_hdi90"]
+
+
+def test_the_choice_is_made_once_per_design_and_kept_by_its_folds():
+    from bayes_l2l.model import measurement_choice
+
+    design = _design(_noisy_table(0, 0.03, 0.0, independent_column=True))
+    first = measurement_choice(design, ModelConfig())
+    assert measurement_choice(design, ModelConfig()) is first
+    fold = design.without_runs({design.runs[0]})
+    assert measurement_choice(fold, ModelConfig()) is first
+    assert measurement_choice(design, ModelConfig(measurement_error="off")).used is False

@@ -411,8 +411,11 @@ class Fit:
         run: str | None = None,
     ) -> Predictions:
         """Predicted y at losses ``x`` (or at the x metric of every checkpoint of ``table``) for the condition
-        ``level`` (other factors at base), or with ``run`` for further checkpoints of a fitted run."""
+        ``level`` (other factors at base), or with ``run`` for further checkpoints of a fitted run. With
+        ``table`` and a fit that used the error model, each checkpoint's own standard errors widen its
+        interval and its residual_z (a measured y at a measured x, not at the true x)."""
         from bayes_l2l.evidence import predict
+        from bayes_l2l.measurement import new_point_variances
 
         q = self.question
         if (x is None) == (table is None):
@@ -422,17 +425,18 @@ class Fit:
             if xs.size == 0 or not np.isfinite(xs).all() or (xs <= 0).any():
                 raise UserInputError(f"--x {x!r}: losses are positive finite numbers (in {q.x_unit})")
             labels: list[str | None] = [None] * xs.size
+            known = None
         else:
-            t = _table(table)
-            xs_frame, ys_frame = comparisons.observed_axes(t, q, require_y=False)
-            xs = xs_frame["value"].to_numpy(float)
-            labels = [f"{r}@{c}" for r, c in zip(xs_frame["run"], xs_frame["checkpoint"], strict=True)]
-        df = predict(self.posterior, xs, dict(level or {}), run=run)
+            pts = comparisons.new_points(
+                *comparisons.observed_axes(_table(table), q, require_y=False), how="left"
+            )
+            xs = pts["x"].to_numpy(float)
+            labels = [f"{r}@{c}" for r, c in zip(pts["run"], pts["checkpoint"], strict=True)]
+            known = new_point_variances(self.posterior, pts)  # a measured y at a measured x, not a true one
+        df = predict(self.posterior, xs, dict(level or {}), run=run, known=known)
         df.insert(0, "checkpoint", labels)
         if table is not None:
-            keys = ys_frame["run"].astype(str) + "@" + ys_frame["checkpoint"].astype(str)
-            observed = dict(zip(keys, ys_frame["value"], strict=True))
-            df.insert(df.columns.get_loc("mean"), "y_observed", df["checkpoint"].map(observed).astype(float))
+            df.insert(df.columns.get_loc("mean"), "y_observed", pts["y"].to_numpy(float))
             df.insert(
                 df.columns.get_loc("mean") + 1, "residual_z", (df["y_observed"] - df["mean"]) / df["sd"]
             )

@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from bayes_l2l.errors import UserInputError
+from bayes_l2l.measurement import points_column
 from bayes_l2l.posterior_files import (
     SHARED_PREFIX,
     check_posterior_folder,
@@ -117,14 +118,10 @@ def same_data(post: Any, design: Any) -> bool:
     if not (np.allclose(d.x, design.x, rtol=1e-9, atol=0) and np.allclose(d.y, design.y, rtol=1e-9, atol=0)):
         return False
     for col in ("x_se", "x_se_indep", "y_se", "y_se_indep"):
-        if not np.allclose(_float_column(d.points, col), _float_column(design.points, col), rtol=1e-9, atol=0,
+        if not np.allclose(points_column(d.points, col), points_column(design.points, col), rtol=1e-9, atol=0,
                            equal_nan=True):  # fmt: skip
             return False
     return True
-
-
-def _float_column(points: Any, name: str) -> np.ndarray:
-    return points[name].to_numpy(dtype=float) if name in points.columns else np.full(len(points), np.nan)
 
 
 def _model_key(config: Any) -> dict[str, Any]:
@@ -485,11 +482,27 @@ def observed_axes(table: Any, q: Any, *, require_y: bool = True) -> tuple[pd.Dat
     return xs, ys
 
 
+def new_points(xs: pd.DataFrame, ys: pd.DataFrame, how: str) -> pd.DataFrame:
+    """x and y series (:func:`observed_axes`) joined per (run, checkpoint) (``how``: pandas' merge) into a
+    design's point columns: run, checkpoint, x, x_se, x_se_indep, y, y_se, y_se_indep."""
+    from bayes_l2l.design import axis_columns
+
+    def part(series: pd.DataFrame, axis: str) -> pd.DataFrame:
+        names = {
+            k: v for k, v in axis_columns(axis).items() if k in ("value", "stderr", "stderr_independent")
+        }
+        out = series.reindex(columns=["run", "checkpoint", *names]).rename(columns=names)
+        return out.astype({c: float for c in names.values()})
+
+    return part(xs, "x").merge(part(ys, "y"), on=["run", "checkpoint"], how=how)
+
+
 def read_new_checkpoints(
     post: Any, table: Any, where: Mapping[str, str] | None = None, *, allow_mixed: bool = False
 ) -> pd.DataFrame:
     """x and y (the posterior's metrics and unit) per checkpoint of a new loss table (a LossTable or the
-    path of one): run, checkpoint, x, y. Refuses losses measured with other estimators than the fit's unless
+    path of one): run, checkpoint, x, y, and their standard errors as a design's points have them (x_se,
+    x_se_indep, y_se, y_se_indep; NaN where the table has none). Refuses losses measured with other estimators than the fit's unless
     ``allow_mixed``."""
     from bayes_l2l.table import LossTable
 
@@ -511,11 +524,7 @@ def read_new_checkpoints(
                     "(windows, context, normalisation). Measure the new checkpoints the same way, or pass "
                     "--allow-mixed if you accept that"
                 )
-    pts = (
-        xs[["run", "checkpoint", "value"]]
-        .rename(columns={"value": "x"})
-        .merge(ys[["run", "checkpoint", "value"]].rename(columns={"value": "y"}), on=["run", "checkpoint"])
-    )
+    pts = new_points(xs, ys, how="inner")
     if pts.empty:
         raise UserInputError(
             f"{name}: no checkpoint has both x={q.x} and y={q.y} in {q.units_label()} (the posterior's axes); "
@@ -536,6 +545,7 @@ def test_against_curve(
     """Do the checkpoints of ``table`` lie on the curve of the condition ``against`` (default: the base)? The
     JSON of `test`: gap with interval, P(shift), decision, per-checkpoint z, diagnostics."""
     from bayes_l2l.evidence import test_new_checkpoints
+    from bayes_l2l.measurement import new_point_variances
 
     rope = check_rope(rope, post.design.question.y_unit)
     pts = read_new_checkpoints(post, table, where, allow_mixed=allow_mixed)
@@ -547,6 +557,7 @@ def test_against_curve(
         levels=dict(against or {}),
         rope=rope,
         labels=labels,
+        known=new_point_variances(post, pts),
     )
     res["diagnostics"] = diagnostics_summary(post.diagnostics)
     res["table"] = str(getattr(table, "source", table))

@@ -84,6 +84,8 @@ class Design:
     warnings: list[str] = field(default_factory=list)
     n_import_warnings: int = 0
     """The first this many of ``warnings`` came with the table (its import); the rest are the design's."""
+    measurement_choices: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    """The error model's choice per mode (:func:`bayes_l2l.model.measurement_choice`), computed once."""
 
     # ---------------------------------------------------------------- arrays
     @property
@@ -211,7 +213,11 @@ class Design:
 
     def without_runs(self, runs: set[str]) -> Design:
         """The same question without the checkpoints of ``runs`` (conditions re-indexed, levels kept)."""
-        return self._reindexed(self.question, self.points[~self.points["run"].isin(runs)])
+        out = self._reindexed(self.question, self.points[~self.points["run"].isin(runs)])
+        out.measurement_choices = dict(
+            self.measurement_choices
+        )  # a K-fold refit keeps the full table's choice
+        return out
 
     def _reindexed(self, question: Question, points: pd.DataFrame) -> Design:
         """A design of ``question``'s factors on ``points`` (a subset of this design's), indexed anew."""
@@ -375,7 +381,7 @@ def axis_series(table: LossTable, question: Question) -> tuple[pd.DataFrame, pd.
     return axis_values(table, question, "x"), axis_values(table, question, "y")
 
 
-def _axis_columns(axis: str) -> dict[str, str]:
+def axis_columns(axis: str) -> dict[str, str]:
     """:func:`axis_values`' columns as the design's point columns of ``axis`` (x_se, x_se_indep, ...)."""
     return {
         "value": axis,
@@ -400,8 +406,8 @@ def build_design(table: LossTable, question: Question) -> Design:
     question = resolve_units(table, question)
     xs, ys = axis_series(table, question)
     ident = table.checkpoints()
-    merged = xs.rename(columns=_axis_columns("x")).merge(
-        ys.rename(columns=_axis_columns("y")),
+    merged = xs.rename(columns=axis_columns("x")).merge(
+        ys.rename(columns=axis_columns("y")),
         on=["run", "checkpoint"],
     )
     dropped: list[dict[str, Any]] = []

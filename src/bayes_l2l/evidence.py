@@ -24,6 +24,7 @@ import pandas as pd
 
 from bayes_l2l.contrasts import matched_contrasts
 from bayes_l2l.errors import UserInputError
+from bayes_l2l.measurement import known_scale
 from bayes_l2l.model import curve
 from bayes_l2l.posterior import Posterior
 from bayes_l2l.support import (
@@ -475,16 +476,23 @@ def _condition_from_levels(post: Posterior, levels: dict[str, str]) -> int:
 
 
 def predictive_draws(
-    post: Posterior, c: int, x: np.ndarray, seed: int = 0, run: str | None = None
+    post: Posterior,
+    c: int,
+    x: np.ndarray,
+    seed: int = 0,
+    run: str | None = None,
+    known: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(curve draws, predictive draws) of shape (S, len(x)) for condition c: a checkpoint at x of a new run
     (offset drawn from the run-offset distribution) or, with ``run``, a further checkpoint of that fitted run
-    (its posterior offset; a run fitted on one checkpoint has no offset of its own and is treated as new)."""
+    (its posterior offset; a run fitted on one checkpoint has no offset of its own and is treated as new).
+    ``known``: the checkpoints' own independent error variances (x, y) where the fit used the error model
+    (:func:`bayes_l2l.measurement.new_point_variances`): a measured y at a measured x, not the true one."""
     rng = np.random.default_rng(seed)
     p = post.condition_params()
     f = curve(x, p["K"][:, c], p["kappa"][:, c], p["Ex"][:, c], p["Ey"][:, c])
     s = f.shape[0]
-    sigma = post.draws("sigma")[:, None]
+    sigma = noise_scale(post, p, c, x, known)
     nu = post.draws("nu")[:, None] if "nu" in post.dt["posterior"] else np.full((s, 1), post.config.nu)
     if run is not None and run in post.design.offset_runs:
         offset = post.draws("run_offset")[:, post.design.offset_runs.index(run)][:, None]
@@ -492,6 +500,25 @@ def predictive_draws(
         offset = rng.normal(size=(s, 1)) * post.draws("sigma_run")[:, None]
     noise = rng.standard_t(np.broadcast_to(nu, (s, len(x)))) * sigma
     return f, f + offset + noise
+
+
+def noise_scale(
+    post: Posterior,
+    p: dict[str, np.ndarray],
+    c: int,
+    x: np.ndarray,
+    known: tuple[np.ndarray, np.ndarray] | None,
+) -> np.ndarray:
+    """Per draw, the checkpoint-noise scale at ``x`` for condition c: sigma (S, 1), or with ``known``
+    variances the error model's sqrt(sigma^2 + s_y^2 + f'(x)^2 s_x^2) (S, len(x))."""
+    sigma = post.draws("sigma")[:, None]
+    if known is None:
+        return sigma
+    rel = np.clip(x[None, :] - p["Ex"][:, [c]], 1e-12, None)
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        return known_scale(
+            sigma, p["K"][:, [c]], p["kappa"][:, [c]], 1.0, rel, known[0][None, :], known[1][None, :]
+        )
 
 
 MAX_BELOW_FLOOR = 0.10
@@ -505,13 +532,15 @@ def predict(
     levels: dict[str, str] | None = None,
     seed: int = 0,
     run: str | None = None,
+    known: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> pd.DataFrame:
     """Predicted y (y's unit) at ``x`` for the condition with ``levels`` (others at base): mean, sd, 50% and 90%
     predictive intervals of a new run's checkpoint, the 90% interval of the curve itself, and whether x lies
     outside the condition's observed x range (extrapolation). With ``run`` (a fitted run; ``levels`` must
     then be empty), predictions are further checkpoints of that run: its condition and its own offset.
     ``p_below_floor``: the share of draws whose floor Ex lies above x; past :data:`MAX_BELOW_FLOOR` the
-    summaries are NaN, below it they are of the draws with x above their floor."""
+    summaries are NaN, below it they are of the draws with x above their floor. ``known``: measured
+    checkpoints' own error variances (:func:`predictive_draws`)."""
     x = np.asarray(x, dtype=float).ravel()
     if run is not None:
         if levels:
@@ -525,7 +554,7 @@ def predict(
         c = int(post.design.run_cond_idx[runs.index(run)])
     else:
         c = _condition_from_levels(post, levels or {})
-    f, pred = predictive_draws(post, c, x, seed=seed, run=run)
+    f, pred = predictive_draws(post, c, x, seed=seed, run=run, known=known)
     cond = post.design.conditions.iloc[c]
     below_floor = np.mean(~np.isfinite(f), axis=0)
     undefined = below_floor > MAX_BELOW_FLOOR
@@ -567,6 +596,7 @@ def test_new_checkpoints(
     labels: list[str] | None = None,
     seed: int = 0,
     min_support_points: int = MIN_SUPPORT_POINTS,
+    known: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> dict[str, Any]:
     """Do new checkpoints (x, y) lie on the curve of the condition with ``levels`` (default: the base)?
 
@@ -574,25 +604,26 @@ def test_new_checkpoints(
     a new run's offset and checkpoint noise (so a new seed of the same recipe is "on the curve"). Decision
     as for factor contrasts, on |gap| against the ROPE. Standardized residuals use the predictive mean/sd.
     Fewer than ``min_support_points`` new checkpoints (all of them, if fewer were given) inside the curve's
-    observed x range: "not identifiable: too little common support".
+    observed x range: "not identifiable: too little common support". ``known``: the new checkpoints' own
+    independent error variances (x, y) where the fit used the error model; they widen the gap and the z's.
     """
     x = np.asarray(x, dtype=float)
     y = np.asarray(y, dtype=float)
     if x.size == 0:
         raise UserInputError("the new table has no checkpoints with both the x and the y metric")
     c = _condition_from_levels(post, levels or {})
-    f, pred = predictive_draws(post, c, x, seed=seed)
+    f, pred = predictive_draws(post, c, x, seed=seed, known=known)
     if np.isnan(f).mean() > 0.05:
         raise UserInputError(
             "new checkpoints have x at or below the base curve's floor Ex in more than 5% of draws: x values "
             f"{np.round(x[np.isnan(f).mean(axis=0) > 0.05], 4).tolist()} are outside the law's domain"
         )
     rng = np.random.default_rng(seed + 7)
-    sigma = post.draws("sigma")
+    point_var = np.broadcast_to(noise_scale(post, post.condition_params(), c, x, known) ** 2, f.shape)
     sigma_run = post.draws("sigma_run")
     resid = y[None, :] - f
     gap = np.nanmean(resid, axis=1) + rng.normal(size=resid.shape[0]) * np.sqrt(
-        sigma_run**2 + sigma**2 / x.size
+        sigma_run**2 + np.nansum(point_var, axis=1) / x.size**2
     )
     decision, p_shift, p_eq = decide(gap, np.abs(gap), rope)
     mean_pred = np.nanmean(pred, axis=0)

@@ -65,9 +65,9 @@ def axis_sources(points: Any, fallback: bool) -> dict[str, str | None]:
     else (with ``fallback``, under ``--measurement-error on``) the whole ``stderr``, else None."""
     out: dict[str, str | None] = {}
     for axis in ("x", "y"):
-        if np.isfinite(_column(points, f"{axis}_se_indep")).any():
+        if np.isfinite(points_column(points, f"{axis}_se_indep")).any():
             out[axis] = "stderr_independent"
-        elif fallback and np.isfinite(_column(points, f"{axis}_se")).any():
+        elif fallback and np.isfinite(points_column(points, f"{axis}_se")).any():
             out[axis] = "stderr"
         else:
             out[axis] = None
@@ -80,12 +80,13 @@ def independent_variances(points: Any, sources: dict[str, str | None]) -> tuple[
     out = []
     for axis in ("x", "y"):
         col = {"stderr_independent": f"{axis}_se_indep", "stderr": f"{axis}_se"}.get(sources.get(axis) or "")
-        se = _column(points, col) if col else np.zeros(len(points))
+        se = points_column(points, col) if col else np.zeros(len(points))
         out.append(np.where(np.isfinite(se), se, 0.0) ** 2)
     return out[0], out[1]
 
 
-def _column(points: Any, name: str) -> np.ndarray:
+def points_column(points: Any, name: str) -> np.ndarray:
+    """A column of a design's points as floats, NaN throughout where the points have no such column."""
     if name not in points.columns:
         return np.full(len(points), np.nan)
     return points[name].to_numpy(dtype=float)
@@ -112,7 +113,7 @@ def scatter_and_slope(points: Any) -> tuple[np.ndarray, np.ndarray]:
 def choose(points: Any, mode: str) -> MeasurementChoice:
     """The error model's use on ``points`` (a design's points) under ``mode`` (auto, on, off)."""
     check_mode(mode)
-    has_total = any(np.isfinite(_column(points, f"{a}_se")).any() for a in ("x", "y"))
+    has_total = any(np.isfinite(points_column(points, f"{a}_se")).any() for a in ("x", "y"))
     sources = axis_sources(points, fallback=mode == "on")
     x_var, y_var = independent_variances(points, sources)
     resid, slopes = scatter_and_slope(points)
@@ -174,7 +175,7 @@ def choose(points: Any, mode: str) -> MeasurementChoice:
 
 
 def _sq(points: Any, name: str) -> np.ndarray:
-    v = _column(points, name)
+    v = points_column(points, name)
     return np.where(np.isfinite(v), v, 0.0) ** 2
 
 
@@ -186,10 +187,28 @@ def draws_scale(
     if not used(post):
         return sigma
     x_var, y_var = independent_variances(points, post.settings["measurement_error"]["sources"])
-    x = points["x"].to_numpy(float)[None, :]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        slope = K * kappa * np.power(np.clip(x - Ex, 1e-12, None), kappa - 1.0)
-    return np.sqrt(sigma**2 + y_var[None, :] + slope**2 * x_var[None, :])
+    rel = np.clip(points["x"].to_numpy(float)[None, :] - Ex, 1e-12, None)
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        return known_scale(sigma, K, kappa, 1.0, rel, x_var[None, :], y_var[None, :])
+
+
+def known_scale(
+    sigma: Any, amp: Any, kappa: Any, g: Any, rel: Any, x_var: Any, y_var: Any, xp: Any = np
+) -> Any:
+    """The likelihood scale of a point under the error model: sqrt(sigma^2 + s_y^2 + f'(x)^2 s_x^2), with
+    f'(x) = amp kappa rel^(kappa - 1) / g the curve's slope at the observed x (rel = (x - Ex) / g; first-order
+    integration of the true x, see the module doc). ``xp``: numpy on draws, jax.numpy in the model."""
+    slope = amp * kappa * xp.exp((kappa - 1.0) * xp.log(rel)) / g
+    return xp.sqrt(sigma**2 + y_var + slope**2 * x_var)
+
+
+def new_point_variances(post: Any, points: Any) -> tuple[np.ndarray, np.ndarray] | None:
+    """Known independent error variances (x, y) of new checkpoints (``points`` with a design's se columns,
+    e.g. from :func:`bayes_l2l.comparisons.read_new_checkpoints`), read from the columns the fit read; None
+    where the fit did not use the error model (its sigma then holds whatever independent noise there is)."""
+    if not used(post):
+        return None
+    return independent_variances(points, post.settings["measurement_error"]["sources"])
 
 
 def used(post: Any) -> bool:

@@ -43,6 +43,7 @@ import numpyro.distributions as dist
 from numpyro.infer.reparam import LocScaleReparam
 
 from bayes_l2l.design import Design
+from bayes_l2l.measurement import check_mode, choose, independent_variances, known_scale
 
 PARAMS: tuple[str, ...] = ("h", "logs", "logkappa", "u")
 """Latent scales of the four nonlinear parameters: h = curve height at x_ref (nats), logs = log slope
@@ -140,7 +141,6 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         from bayes_l2l.errors import UserInputError
-        from bayes_l2l.measurement import check_mode
 
         check_mode(self.measurement_error)
         if self.run_offsets not in RUN_OFFSETS:
@@ -314,10 +314,13 @@ class ModelData:
 
 
 def measurement_choice(design: Design, config: ModelConfig) -> Any:
-    """:func:`bayes_l2l.measurement.choose` for this design under the config's mode (paper mode: off)."""
-    from bayes_l2l.measurement import choose
-
-    return choose(design.points, "off" if config.paper_mode else config.measurement_error)
+    """:func:`bayes_l2l.measurement.choose` for this design under the config's mode (paper mode: off),
+    computed once per design and mode (``Design.measurement_choices``; K-fold's training designs keep the
+    full design's)."""
+    mode = "off" if config.paper_mode else config.measurement_error
+    if mode not in design.measurement_choices:
+        design.measurement_choices[mode] = choose(design.points, mode)
+    return design.measurement_choices[mode]
 
 
 def _known_noise(design: Design, config: ModelConfig) -> dict[str, Any]:
@@ -325,20 +328,8 @@ def _known_noise(design: Design, config: ModelConfig) -> dict[str, Any]:
     choice = measurement_choice(design, config)
     if not choice.used:
         return {}
-    from bayes_l2l.measurement import independent_variances
-
     x_var, y_var = independent_variances(design.points, choice.sources)
     return {"x_var": jnp.asarray(x_var), "y_var": jnp.asarray(y_var)}
-
-
-def known_scale(
-    sigma: Any, amp: Any, kappa: Any, g: Any, rel: Any, x_var: Any, y_var: Any, xp: Any = jnp
-) -> Any:
-    """The likelihood scale of a point under the error model: sqrt(sigma^2 + s_y^2 + f'(x)^2 s_x^2), with
-    f'(x) = amp kappa rel^(kappa - 1) / g the curve's slope at the observed x (first-order integration of
-    the true x; :mod:`bayes_l2l.measurement`). ``xp``: jax.numpy in the model, numpy on draws."""
-    slope = amp * kappa * xp.exp((kappa - 1.0) * xp.log(rel)) / g
-    return xp.sqrt(sigma**2 + y_var + slope**2 * x_var)
 
 
 def _run_basis(cond_of_run: np.ndarray) -> dict[str, Any]:
@@ -469,7 +460,7 @@ def l2l_model(data: ModelData, config: ModelConfig) -> None:
         _compute_component(data, ex)
 
     if data.x_var is not None and data.y_var is not None:
-        scale = known_scale(sigma, amp_i, kappa_i, g_i, rel, data.x_var, data.y_var)
+        scale = known_scale(sigma, amp_i, kappa_i, g_i, rel, data.x_var, data.y_var, xp=jnp)
     else:
         scale = sigma
     likelihood = dist.StudentT(nu, mu, scale)
