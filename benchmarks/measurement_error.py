@@ -59,9 +59,17 @@ def scenario(gap: float, checkpoints: int, residual: float, runs: int = 2) -> Si
 
 
 def add_measurement_noise(
-    table: LossTable, spec: SimulationSpec, seed: int, se_x: float, se_y: float, shared: float
+    table: LossTable,
+    spec: SimulationSpec,
+    seed: int,
+    se_x: float,
+    se_y: float,
+    shared: float,
+    noisy: tuple[str, str, float] | None = None,
 ) -> LossTable:
-    """The table with its x and y replaced by noisy measurements, and their stderr / stderr_independent."""
+    """The table with its x and y replaced by noisy measurements, and their stderr / stderr_independent.
+    ``noisy`` (factor, level, times): that level's checkpoints are measured on fewer documents, their
+    standard errors ``times`` as large (a table assembled from evaluations of different sizes)."""
     rng = np.random.default_rng(10_000 + seed)
     df = table.df.copy()
     df["stderr"] = np.nan
@@ -70,6 +78,8 @@ def add_measurement_noise(
         rows = df["metric"] == metric
         n = int(rows.sum())
         s = se * rng.uniform(0.5, 1.5, n)
+        if noisy is not None:
+            s = s * np.where(df.loc[rows, noisy[0]].astype(str).to_numpy() == noisy[1], noisy[2], 1.0)
         z_shared = rng.normal()  # one draw of documents for every checkpoint of this metric
         noise = s * (np.sqrt(shared) * z_shared + np.sqrt(1 - shared) * rng.normal(size=n))
         df.loc[rows, "value"] = df.loc[rows, "value"].to_numpy() + noise
@@ -78,10 +88,18 @@ def add_measurement_noise(
     return LossTable.from_frame(df, f"simulated seed {seed} with measurement noise")
 
 
+def noisy_level(args: argparse.Namespace) -> tuple[str, str, float] | None:
+    """--noisy-level F=L with --noisy-times M, or None."""
+    if not args.noisy_level:
+        return None
+    factor, level = args.noisy_level.split("=", 1)
+    return factor, level, args.noisy_times
+
+
 def one_seed(args: argparse.Namespace, seed: int) -> dict[str, Any]:
     spec = scenario(args.gap, args.checkpoints, args.residual)
     clean, truth = simulate_table(spec, seed)
-    table = add_measurement_noise(clean, spec, seed, args.se_x, args.se_y, args.shared)
+    table = add_measurement_noise(clean, spec, seed, args.se_x, args.se_y, args.shared, noisy_level(args))
     rec: dict[str, Any] = {"seed": seed, "modes": {}}
     for mode in MODES:
         design = build_design(table, Question(x=spec.x_metric, y=spec.y_metric, factors=list(spec.factors)))
@@ -281,6 +299,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--shared", type=float, default=0.8, help="share of the error variance shared by checkpoints"
     )
+    ap.add_argument(
+        "--noisy-level", default=None, help="F=L: that level's standard errors are --noisy-times as large"
+    )
+    ap.add_argument("--noisy-times", type=float, default=3.0)
     ap.add_argument("--rope", type=float, default=DEFAULT_ROPE)
     ap.add_argument("--speed", action="store_true", help="time 6,000 checkpoints instead of calibrating")
     ap.add_argument(
@@ -295,6 +317,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args(argv)
     tag = "speed" if args.speed else f"shared{args.shared:g}_gap{args.gap:g}"
+    if args.noisy_level:
+        tag += f"_{args.noisy_level.replace('=', '-')}x{args.noisy_times:g}"
     if args.table is not None:
         tag = f"real_{args.table.stem}_{args.y.replace('/', '-')}_vs_{args.x.replace('/', '-')}"
     out = args.out or REPO / "out" / "benchmarks" / f"measurement_error_{tag}"
