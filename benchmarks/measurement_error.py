@@ -268,7 +268,13 @@ def markdown(summary: dict[str, Any], args: argparse.Namespace) -> str:
 
     lines = [
         f"Settings: --seeds {summary['seeds']} --gap {args.gap} --checkpoints {args.checkpoints} --residual "
-        f"{args.residual} --se-x {args.se_x} --se-y {args.se_y} --shared {args.shared} --rope {args.rope}; "
+        f"{args.residual} --se-x {args.se_x} --se-y {args.se_y} --shared {args.shared} --rope {args.rope}"
+        + (
+            f" --noisy-level {args.noisy_level} --noisy-times {args.noisy_times:g}"
+            if args.noisy_level
+            else ""
+        )
+        + "; "
         "library defaults otherwise (robust NUTS).",
         "",
         "| error model | factor (truth) | gap 90% coverage [95% CI] | shift rate [95% CI] | median HDI width | "
